@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml scripts/setup-venv.sh
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m controlplane.demo
+	$(PY) -m demo
 
 lint: setup
 	$(VENV)/bin/ruff check .
