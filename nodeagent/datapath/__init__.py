@@ -1,0 +1,56 @@
+"""The node's eBPF data path: redirect meshed pods' outbound TCP to the node Envoy (the only bcc importer).
+
+lib = Libbpf.load()
+datapath = Datapath(pin_dir=Path("/sys/fs/bpf/nodemesh"), lib=lib)
+datapath.install(pods_cgroup=..., envoy_cgroup=...)   # blocking: compile/attach or adopt the pins
+with datapath.open_maps() as maps:                    # the pinned maps, by path
+    maps.reconcile(DesiredState(target=..., meshed={netns_cookie(path): PodSettings()}, ...))
+datapath.uninstall()                                  # removes pins, which detaches everything
+"""
+
+from nodeagent.datapath.errors import (
+    DatapathError,
+    DatapathUnavailableError,
+    MapError,
+    NetnsError,
+    ProgramError,
+)
+from nodeagent.datapath.libbpf import Libbpf
+from nodeagent.datapath.loader import Datapath, InstallReport, LinkStatus
+from nodeagent.datapath.maps import (
+    Counter,
+    DatapathMaps,
+    DesiredState,
+    EnvoyTarget,
+    Exclusions,
+    PodSettings,
+    ReconcileReport,
+    RedirectMaps,
+    ServicePort,
+)
+from nodeagent.datapath.netns import netns_cookie, netns_path
+from nodeagent.datapath.programs import Hook
+
+__all__ = [
+    "Counter",
+    "Datapath",
+    "DatapathError",
+    "DatapathMaps",
+    "DatapathUnavailableError",
+    "DesiredState",
+    "EnvoyTarget",
+    "Exclusions",
+    "Hook",
+    "InstallReport",
+    "Libbpf",
+    "LinkStatus",
+    "MapError",
+    "NetnsError",
+    "PodSettings",
+    "ProgramError",
+    "ReconcileReport",
+    "RedirectMaps",
+    "ServicePort",
+    "netns_cookie",
+    "netns_path",
+]

@@ -1,0 +1,30 @@
+/* Per-CPU event counters, indexed by enum nodemesh_counter (mirrored by Counter in maps.py). */
+#ifndef NODEMESH_COUNTERS_H
+#define NODEMESH_COUNTERS_H
+
+#include "lib/nodemesh.h"
+
+enum nodemesh_counter {
+    NODEMESH_CTR_REDIRECTED = 0,
+    NODEMESH_CTR_SKIP_NOT_TCP = 1,
+    NODEMESH_CTR_SKIP_LOOPBACK = 2,
+    NODEMESH_CTR_SKIP_NOT_MESHED = 3,
+    NODEMESH_CTR_SKIP_NO_CONFIG = 4,
+    NODEMESH_CTR_SKIP_ENVOY = 5,
+    NODEMESH_CTR_SKIP_EXCLUDED_PORT = 6,
+    NODEMESH_CTR_SKIP_EXCLUDED_CIDR = 7,
+    NODEMESH_CTR_SKIP_NOT_SERVICE = 8,
+    NODEMESH_CTR_ESTABLISHED = 9,
+    NODEMESH_CTR_ESTABLISHED_MISS = 10,
+    NODEMESH_CTR_CLOSED = 11,
+    NODEMESH_CTR_ORIGDST_HIT = 12,
+    NODEMESH_CTR_ORIGDST_MISS = 13,
+    NODEMESH_CTR_PEERNAME_REWRITTEN = 14,
+    NODEMESH_CTR_MAX = 15,
+};
+
+#ifndef NODEMESH_STRUCTS_ONLY
+BPF_TABLE_PINNED("percpu_array", __u32, __u64, nodemesh_counters, NODEMESH_CTR_MAX, NODEMESH_PIN(nodemesh_counters));
+#endif
+
+#endif

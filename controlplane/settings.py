@@ -1,0 +1,73 @@
+"""The control plane's settings: one value, parsed from the command line by `cli`, consumed by `app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from controlplane.logs import LogFormat
+
+DEFAULT_XDS_LISTEN = "127.0.0.1:15010"
+DEFAULT_ADMIN_LISTEN = "127.0.0.1:15014"
+
+
+class SettingsError(ValueError):
+    """A setting that cannot work (bad address, unknown source kind)."""
+
+
+class SourceKind(StrEnum):
+    DIR = "dir"  # a directory of raw Envoy resources in YAML (controlplane.sources.rawxds)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceSpec:
+    """Where the mesh's configuration comes from: `dir:PATH`."""
+
+    kind: SourceKind
+    path: Path
+
+    @classmethod
+    def parse(cls, text: str) -> SourceSpec:
+        kind_text, sep, rest = text.partition(":")
+        kinds = ", ".join(f"{k.value}:PATH" for k in SourceKind)
+        if not sep or not rest:
+            raise SettingsError(f"source {text!r}: expected one of {kinds}")
+        try:
+            kind = SourceKind(kind_text)
+        except ValueError:
+            msg = f"source {text!r}: unknown kind {kind_text!r}; expected one of {kinds}"
+            raise SettingsError(msg) from None
+        return cls(kind=kind, path=Path(rest))
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.path}"
+
+
+def check_listen_address(text: str) -> str:
+    """`host:port`, `[v6]:port` or `unix:PATH`, as grpc and the admin server take them."""
+    if text.startswith("unix:"):
+        if text == "unix:":
+            raise SettingsError(f"listen address {text!r}: unix: needs a socket path")
+        return text
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise SettingsError(f"listen address {text!r}: expected host:port (port 0 for any) or unix:PATH")
+    return text
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    source: SourceSpec
+    xds_listen: tuple[str, ...] = (DEFAULT_XDS_LISTEN,)
+    admin_listen: str = DEFAULT_ADMIN_LISTEN
+    debounce_quiet: float = 0.1
+    debounce_max: float = 1.0
+    poll_interval: float = 0.3
+    keepalive_time: float = 30.0
+    keepalive_timeout: float = 10.0
+    max_connection_age: float = 1800.0
+    max_connection_age_grace: float = 60.0
+    shutdown_grace: float = 5.0
+    log_format: LogFormat = LogFormat.TEXT
+    log_level: str = "INFO"

@@ -1,0 +1,266 @@
+"""Incremental (delta) ADS: the per-stream protocol state and its grpc.aio handler.
+
+The server tracks what the client holds (name -> content-hash version, seeded from
+initial_resource_versions on reconnect) and sends only what differs; names that vanish, or are subscribed
+but do not exist, go out in removed_resources (the latter once). Stale-nonce requests still change the
+subscription. A NACKed version is never resent: what the client holds is recorded when
+sent, so only a newer version differs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import discovery_pb2
+
+from controlplane.xds import typeurls
+from controlplane.xds.cache import SnapshotSource
+from controlplane.xds.metrics import XdsMetrics
+from controlplane.xds.resource import Resource
+from controlplane.xds.snapshot import Snapshot
+from controlplane.xds.status import StreamStatus, Variant
+from controlplane.xds.stream import (
+    Nonces,
+    OpenStatus,
+    Push,
+    StreamEnv,
+    StreamMachine,
+    check_count,
+    check_nonce,
+    check_type_url,
+    first_node,
+    open_status_for,
+    serve_stream,
+)
+
+logger = logging.getLogger(__name__)
+
+# Outstanding (un-ACKed) nonces remembered per type; older ones are treated as stale.
+_MAX_OUTSTANDING = 32
+
+
+@dataclass(slots=True)
+class _TypeState:
+    wildcard: bool = False
+    names: set[str] = field(default_factory=set)
+    # What the client holds, as far as this stream knows.
+    known: dict[str, str] = field(default_factory=dict)
+    # Subscribed names already reported as not existing.
+    reported_absent: set[str] = field(default_factory=set)
+    # Names to resend even if the client holds them (endpoints of clusters just pushed).
+    force: set[str] = field(default_factory=set)
+    # Respond on the first request even with nothing to send, so the client knows it is in sync.
+    answer_pending: bool = True
+    outstanding: dict[str, str] = field(default_factory=dict)  # nonce -> system version
+    # The whole type's version when last evaluated, and whether the subscription changed since: when neither
+    # moved, a new snapshot cannot change this type's response, so it is skipped without looking at resources.
+    basis: str = ""
+    dirty: bool = True
+
+
+class DeltaStream(StreamMachine):
+    variant = Variant.DELTA
+
+    def __init__(
+        self,
+        snapshots: SnapshotSource,
+        *,
+        max_names: int = 10_000,
+        open_status: OpenStatus | None = None,
+        nonces: Nonces | None = None,
+        metrics: XdsMetrics | None = None,
+    ) -> None:
+        self._metrics = metrics
+        self._snapshots = snapshots
+        self._max_names = max_names
+        self._open_status = open_status
+        self._nonces = nonces or Nonces()
+        self._types: dict[str, _TypeState] = {}
+        self.node_id: str | None = None
+        self.snapshot: Snapshot | None = None
+        self.status: StreamStatus | None = None
+
+    def on_request(self, request: Any) -> list[Push]:
+        type_url = str(request.type_url)
+        check_type_url(type_url)
+        check_count("resource_names_subscribe", len(request.resource_names_subscribe), self._max_names)
+        check_count("resource_names_unsubscribe", len(request.resource_names_unsubscribe), self._max_names)
+        check_count("initial_resource_versions", len(request.initial_resource_versions), self._max_names)
+        nonce = str(request.response_nonce)
+        check_nonce(nonce)
+        if self.node_id is None:
+            node = first_node(request)
+            self.node_id = str(node.id)
+            if self._open_status is not None:
+                self.status = self._open_status(node)
+        # Answer from the newest snapshot; if that is news to this stream, every type may have changed.
+        latest = self._snapshots.get(self.node_id)
+        refreshed = latest is not self.snapshot
+        self.snapshot = latest
+        subscribe = list(request.resource_names_subscribe)
+        unsubscribe = list(request.resource_names_unsubscribe)
+        logger.debug(
+            "delta request node=%s type=%s nonce=%s subscribe=%d unsubscribe=%d initial=%d",
+            self.node_id,
+            typeurls.short_name(type_url),
+            nonce,
+            len(subscribe),
+            len(unsubscribe),
+            len(request.initial_resource_versions),
+        )
+        state = self._types.get(type_url)
+        initial: dict[str, str] = {}
+        if state is None:
+            state = self._types[type_url] = _TypeState()
+            initial = dict(request.initial_resource_versions)
+            state.known = dict(initial)
+            state.wildcard = not subscribe and type_url in typeurls.WILDCARD_TYPES
+        elif nonce:
+            self._ack_or_nack(type_url, state, nonce, request)
+        for name in subscribe:
+            if name == "*":
+                state.wildcard = True
+                continue
+            state.names.add(name)
+            state.reported_absent.discard(name)
+            # An explicit (re)subscription asks for the resource again, unless the client just told us,
+            # reconnecting, which version it holds.
+            if name not in initial:
+                state.known.pop(name, None)
+        for name in unsubscribe:
+            if name == "*":
+                state.wildcard = False
+                continue
+            state.names.discard(name)
+            state.reported_absent.discard(name)
+            if not state.wildcard:
+                state.known.pop(name, None)
+        state.dirty = True
+        return self._respond(set(self._types) if refreshed else {type_url})
+
+    def on_snapshot(self, snapshot: Snapshot) -> list[Push]:
+        self.snapshot = snapshot
+        return self._respond(set(self._types))
+
+    def _ack_or_nack(self, type_url: str, state: _TypeState, nonce: str, request: Any) -> None:
+        version = state.outstanding.pop(nonce, None)
+        if version is None:
+            logger.debug("stale nonce node=%s type=%s nonce=%s", self.node_id, type_url, nonce)
+            return
+        if request.HasField("error_detail"):
+            message = str(request.error_detail.message)
+            logger.warning(
+                "xds NACK node=%s type=%s version=%s nonce=%s: %s",
+                self.node_id,
+                typeurls.short_name(type_url),
+                version,
+                nonce,
+                message,
+            )
+            if self._metrics is not None:
+                self._metrics.observe_nack(type_url)
+            if self.status is not None:
+                self.status.record_nack(type_url, nonce=nonce, version=version, message=message)
+        elif self.status is not None:
+            self.status.record_ack(type_url, nonce=nonce, version=version)
+
+    def _respond(self, type_urls: set[str]) -> list[Push]:
+        if self.snapshot is None:
+            return []
+        pushes: list[Push] = []
+        for type_url in typeurls.PUSH_ORDER:
+            state = self._types.get(type_url)
+            if state is None or (type_url not in type_urls and not state.force):
+                continue
+            push = self._build(type_url, state, self.snapshot)
+            if push is not None:
+                pushes.append(push)
+        return pushes
+
+    def _build(self, type_url: str, state: _TypeState, snapshot: Snapshot) -> Push | None:
+        basis = snapshot.type_version(type_url)
+        if basis == state.basis and not (state.dirty or state.force or state.answer_pending):
+            return None
+        state.basis, state.dirty = basis, False
+        named = snapshot.of_type(type_url)
+        wanted = set(named) if state.wildcard else set()
+        wanted |= state.names
+        sending: list[Resource] = [
+            named[name]
+            for name in sorted(wanted)
+            if name in named and (state.known.get(name) != named[name].version or name in state.force)
+        ]
+        state.force.clear()
+        removed: set[str] = set()
+        for name in list(state.known):
+            if name in named:
+                if name not in wanted:
+                    del state.known[name]  # held from an old subscription: nothing to tell
+            else:
+                del state.known[name]
+                if state.wildcard or name in state.names:
+                    removed.add(name)
+        removed |= {n for n in state.names if n not in named and n not in state.reported_absent}
+        state.reported_absent |= removed
+        if not sending and not removed and not state.answer_pending:
+            return None
+        state.answer_pending = False
+        if type_url == typeurls.CLUSTER:
+            self._rewarm_endpoints(sending)
+        changes: dict[str, str | None] = {r.name: r.version for r in sending}
+        changes.update(dict.fromkeys(removed))
+        for resource in sending:
+            state.known[resource.name] = resource.version
+            state.reported_absent.discard(resource.name)
+        nonce = self._nonces.next()
+        state.outstanding[nonce] = basis
+        while len(state.outstanding) > _MAX_OUTSTANDING:
+            del state.outstanding[next(iter(state.outstanding))]
+        header = discovery_pb2.DeltaDiscoveryResponse(
+            system_version_info=basis,
+            type_url=type_url,
+            nonce=nonce,
+            removed_resources=sorted(removed),
+        )
+        data = header.SerializeToString() + b"".join(r.delta_fragment for r in sending)
+        return Push(
+            type_url=type_url,
+            version=basis,
+            nonce=nonce,
+            data=data,
+            holds=MappingProxyType(state.known),
+            resource_count=len(sending),
+            removed=tuple(sorted(removed)),
+            changes=changes,
+        )
+
+    def _rewarm_endpoints(self, clusters: list[Resource]) -> None:
+        """Envoy finishes warming a new or changed cluster only on a fresh EDS response: send one."""
+        endpoints = self._types.get(typeurls.ENDPOINT)
+        if endpoints is None:
+            return
+        for cluster in clusters:
+            for ref in cluster.refs:
+                if endpoints.wildcard or ref in endpoints.names:
+                    endpoints.force.add(ref)
+
+
+class DeltaHandler:
+    """grpc.aio behaviour of DeltaAggregatedResources: writes pre-encoded bytes."""
+
+    def __init__(self, env: StreamEnv, *, max_names: int) -> None:
+        self._env = env
+        self._max_names = max_names
+
+    async def serve(self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, bytes]) -> None:
+        machine = DeltaStream(
+            self._env.snapshots,
+            max_names=self._max_names,
+            metrics=self._env.metrics,
+            open_status=open_status_for(self._env, Variant.DELTA, context.peer()),
+        )
+        await serve_stream(machine, context, self._env)

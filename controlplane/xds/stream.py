@@ -1,0 +1,224 @@
+"""What SotW and delta streams share: the Push value, nonces, request validation, and the grpc.aio loop that
+reads requests, watches the node's snapshot and writes pre-encoded responses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import grpc
+
+from controlplane.xds import typeurls
+from controlplane.xds.cache import SnapshotSource
+from controlplane.xds.errors import InvalidRequestError
+from controlplane.xds.metrics import XdsMetrics
+from controlplane.xds.snapshot import Snapshot
+from controlplane.xds.status import ProxyStatusRegistry, StreamStatus, Variant
+
+logger = logging.getLogger(__name__)
+
+# The stubs lack grpc.aio.EOF: what context.read() returns once the client half-closes.
+_EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
+
+_NONCE_SYNTAX = re.compile(r"[0-9a-f]{8}-[0-9a-f]{1,16}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Push:
+    """One encoded response, with what it carried for logs, metrics and status."""
+
+    type_url: str
+    version: str
+    nonce: str
+    data: bytes
+    # Names and versions the client holds for this type once it applies the response.
+    holds: Mapping[str, str]
+    resource_count: int
+    removed: tuple[str, ...] = ()
+    # Delta: what this response changed (None: removed). SotW: None.
+    changes: Mapping[str, str | None] | None = None
+
+
+class Nonces:
+    """Nonces of one stream: `<8 hex of stream>-<hex counter>`. Anything else echoed back is malformed."""
+
+    def __init__(self, prefix: str | None = None) -> None:
+        self._prefix = prefix or secrets.token_hex(4)
+        self._counter = 0
+
+    def next(self) -> str:
+        self._counter += 1
+        return f"{self._prefix}-{self._counter:x}"
+
+
+OpenStatus = Callable[[Any], StreamStatus]
+
+
+class StreamMachine(Protocol):
+    """The protocol state of one stream, free of gRPC so it can be driven directly."""
+
+    variant: Variant
+    node_id: str | None
+    snapshot: Snapshot | None
+    status: StreamStatus | None
+
+    def on_request(self, request: Any) -> list[Push]: ...
+
+    def on_snapshot(self, snapshot: Snapshot) -> list[Push]: ...
+
+
+def check_type_url(type_url: str) -> None:
+    if type_url not in typeurls.KNOWN_TYPES:
+        served = ", ".join(sorted(typeurls.KNOWN_TYPES))
+        raise InvalidRequestError(f"unknown type_url {type_url!r}; this server serves: {served}")
+
+
+def check_nonce(nonce: str) -> None:
+    if nonce and not _NONCE_SYNTAX.fullmatch(nonce):
+        shown = nonce if len(nonce) <= 40 else nonce[:40] + "..."
+        raise InvalidRequestError(f"malformed response_nonce {shown!r}: not a nonce this server issued")
+
+
+def check_count(field_name: str, count: int, limit: int) -> None:
+    if count > limit:
+        raise InvalidRequestError(f"{field_name} lists {count} names, more than the limit of {limit}")
+
+
+def first_node(request: Any) -> Any:
+    """The node of a stream's first request: it identifies the stream from then on."""
+    if not request.HasField("node") or not request.node.id:
+        raise InvalidRequestError("the first request on a stream must carry node.id")
+    return request.node
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamEnv:
+    """What the stream loop needs from the server."""
+
+    snapshots: SnapshotSource
+    registry: ProxyStatusRegistry
+    metrics: XdsMetrics
+    push_permits: asyncio.Semaphore
+    # How long a push may hold a permit while its client is slow to read; then it writes without one.
+    push_permit_timeout: float
+    closing: asyncio.Event
+    # The tasks serving streams, so a stopping server can wait for their cleanup.
+    active: set[asyncio.Task[Any]] = field(default_factory=set)
+    clock: Callable[[], float] = time.monotonic
+
+
+def open_status_for(env: StreamEnv, variant: Variant, peer: str) -> OpenStatus:
+    def open_status(node: Any) -> StreamStatus:
+        return env.registry.open_stream(
+            node_id=str(node.id),
+            cluster=str(node.cluster),
+            node_bytes=node.SerializeToString(),
+            peer=peer,
+            variant=variant,
+        )
+
+    return open_status
+
+
+async def serve_stream(
+    machine: StreamMachine, context: grpc.aio.ServicerContext[Any, bytes], env: StreamEnv
+) -> None:
+    """Run one ADS stream until the client goes away, the request is malformed, or the server closes."""
+    variant = machine.variant.value
+    env.metrics.connected.labels(variant).inc()
+    current = asyncio.current_task()
+    if current is not None and current not in env.active:
+        # Tracked until the task itself ends, which for gRPC is after this handler returns.
+        env.active.add(current)
+        current.add_done_callback(env.active.discard)
+    read_task: asyncio.Task[Any] | None = None
+    snapshot_task: asyncio.Task[Snapshot] | None = None
+    closing_task = asyncio.create_task(env.closing.wait())
+    watch = None
+    try:
+        while True:
+            if read_task is None:
+                read_task = asyncio.create_task(context.read())
+            waiting: set[asyncio.Task[Any]] = {read_task, closing_task}
+            if machine.node_id is not None:
+                if watch is None:
+                    watch = env.snapshots.watch(machine.node_id)
+                if snapshot_task is None:
+                    snapshot_task = asyncio.create_task(watch.next(machine.snapshot))
+                waiting.add(snapshot_task)
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            started = env.clock()
+            if closing_task in done:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "xDS server shutting down")
+            pushes: list[Push] = []
+            if read_task in done:
+                request = read_task.result()
+                read_task = None
+                if request is _EOF:
+                    return
+                try:
+                    pushes.extend(machine.on_request(request))
+                except InvalidRequestError as exc:
+                    env.metrics.rejected_streams.inc()
+                    logger.warning(
+                        "ending xDS stream: node=%s peer=%s: %s", machine.node_id, context.peer(), exc
+                    )
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            if snapshot_task is not None and snapshot_task in done:
+                # The newest snapshot, which may be newer than the one that woke the task: never go back.
+                snapshot = env.snapshots.get(machine.node_id or "") or snapshot_task.result()
+                snapshot_task = None
+                pushes.extend(machine.on_snapshot(snapshot))
+            for push in pushes:
+                await _write(push, machine, context, env)
+                env.metrics.observe_push(push.type_url, variant, len(push.data), env.clock() - started)
+    finally:
+        # Bookkeeping first: the awaits below may be interrupted by a second cancellation.
+        env.metrics.connected.labels(variant).dec()
+        if machine.status is not None:
+            machine.status.close()
+        tasks = [t for t in (read_task, snapshot_task, closing_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _write(
+    push: Push, machine: StreamMachine, context: grpc.aio.ServicerContext[Any, bytes], env: StreamEnv
+) -> None:
+    write_task = asyncio.create_task(context.write(push.data))
+    try:
+        async with env.push_permits:
+            # A client that does not read keeps its permit only this long, so it cannot starve the others.
+            await asyncio.wait({write_task}, timeout=env.push_permit_timeout)
+        await write_task
+    finally:
+        if not write_task.done():
+            write_task.cancel()
+            await asyncio.gather(write_task, return_exceptions=True)
+    if machine.status is not None:
+        machine.status.record_sent(
+            push.type_url,
+            version=push.version,
+            nonce=push.nonce,
+            resources=push.holds,
+            size=len(push.data),
+            delta_changes=push.changes,
+        )
+    logger.info(
+        "xds push node=%s type=%s version=%s resources=%d removed=%d bytes=%d nonce=%s variant=%s",
+        machine.node_id,
+        typeurls.short_name(push.type_url),
+        push.version,
+        push.resource_count,
+        len(push.removed),
+        len(push.data),
+        push.nonce,
+        machine.variant.value,
+    )

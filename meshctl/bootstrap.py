@@ -1,0 +1,153 @@
+"""Envoy v3 bootstrap for a node's Envoy: ADS at the control plane, node identity, admin on loopback.
+
+`build_bootstrap` is pure: it returns the bootstrap as a plain dict in Envoy's JSON form, so callers print it
+as YAML or JSON, and tests (or `envoy --mode validate`) check it without I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import yaml
+
+XDS_CLUSTER_NAME = "nodemesh-xds"
+DEFAULT_CONTROLPLANE = "127.0.0.1:15010"
+DEFAULT_ENVOY_CLUSTER = "nodemesh"
+UNIX_PREFIX = "unix:"
+
+
+class BootstrapError(ValueError):
+    """Bad input for a bootstrap (an unparsable control-plane address, a bad port)."""
+
+
+class OutputFormat(StrEnum):
+    YAML = "yaml"
+    JSON = "json"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControlPlaneAddress:
+    """Where Envoy reaches the control plane's ADS: `host:port`, `[v6]:port` or `unix:PATH`."""
+
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> ControlPlaneAddress:
+        text = text.strip()
+        if text.startswith(UNIX_PREFIX):
+            path = text.removeprefix(UNIX_PREFIX)
+            if not path:
+                raise BootstrapError(f"control-plane address {text!r}: unix: needs a socket path")
+            return cls(path=path)
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host or not port_text:
+            raise BootstrapError(f"control-plane address {text!r}: expected host:port or unix:PATH")
+        host = host.removeprefix("[").removesuffix("]")
+        try:
+            port = int(port_text)
+        except ValueError as exc:
+            msg = f"control-plane address {text!r}: port {port_text!r} is not a number"
+            raise BootstrapError(msg) from exc
+        if not 0 < port < 65536:
+            raise BootstrapError(f"control-plane address {text!r}: port {port} out of range 1-65535")
+        return cls(host=host, port=port)
+
+    @property
+    def is_unix(self) -> bool:
+        return bool(self.path)
+
+    @property
+    def is_ip(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+    def __str__(self) -> str:
+        if self.is_unix:
+            return f"{UNIX_PREFIX}{self.path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def _socket_address(address: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": address, "port_value": port}}
+
+
+def _xds_cluster(controlplane: ControlPlaneAddress) -> dict[str, Any]:
+    if controlplane.is_unix:
+        address: dict[str, Any] = {"pipe": {"path": controlplane.path}}
+        discovery = "STATIC"
+    else:
+        address = _socket_address(controlplane.host, controlplane.port)
+        # A DNS name (a Kubernetes Service) is re-resolved so Envoy follows control-plane replicas.
+        discovery = "STATIC" if controlplane.is_ip else "STRICT_DNS"
+    return {
+        "name": XDS_CLUSTER_NAME,
+        "type": discovery,
+        "connect_timeout": "1s",
+        # gRPC needs HTTP/2; keepalive pings detect a dead control plane faster than TCP does.
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {
+                    "http2_protocol_options": {
+                        "connection_keepalive": {"interval": "30s", "timeout": "5s"},
+                    }
+                },
+            }
+        },
+        "load_assignment": {
+            "cluster_name": XDS_CLUSTER_NAME,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
+        },
+    }
+
+
+def build_bootstrap(
+    *,
+    node: str,
+    controlplane: ControlPlaneAddress,
+    delta: bool = False,
+    admin_address: str = "127.0.0.1",
+    admin_port: int = 15000,
+    cluster: str = DEFAULT_ENVOY_CLUSTER,
+    metadata: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The Envoy v3 bootstrap for the Envoy of node `node`, as Envoy's JSON form in a dict."""
+    if not node:
+        raise BootstrapError("node name must not be empty")
+    if not 0 <= admin_port < 65536:
+        raise BootstrapError(f"admin port {admin_port} out of range 0-65535")
+    node_metadata = {"nodemesh.io/node": node, "nodemesh.io/xds-variant": "delta" if delta else "sotw"}
+    node_metadata.update(metadata or {})
+    return {
+        "node": {"id": node, "cluster": cluster, "metadata": node_metadata},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "DELTA_GRPC" if delta else "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER_NAME}}],
+                "set_node_on_first_message_only": True,
+            },
+            # Separate dicts, so the YAML dump has no anchors/aliases that confuse readers.
+            "cds_config": {"ads": {}, "resource_api_version": "V3"},
+            "lds_config": {"ads": {}, "resource_api_version": "V3"},
+        },
+        "static_resources": {"clusters": [_xds_cluster(controlplane)]},
+        "admin": {"address": _socket_address(admin_address, admin_port)},
+    }
+
+
+def render(bootstrap: dict[str, Any], output: OutputFormat) -> str:
+    """The bootstrap as text Envoy reads (`-c file.yaml` or `.json`)."""
+    if output is OutputFormat.JSON:
+        return json.dumps(bootstrap, indent=2) + "\n"
+    return yaml.safe_dump(bootstrap, sort_keys=False)

@@ -1,0 +1,50 @@
+"""Snapshots: indexing, deterministic versions, consistency."""
+
+from __future__ import annotations
+
+import pytest
+
+from controlplane.xds import typeurls as t
+from controlplane.xds.errors import DuplicateResourceError, InconsistentSnapshotError
+from controlplane.xds.resource import ResourcePool
+from controlplane.xds.snapshot import Snapshot
+from tests.xds import builders as b
+
+
+def test_build_indexes_by_type_and_name() -> None:
+    snap = b.mesh(ResourcePool(), {"a": (1,), "b": (2,)}, routes={"r": "a"})
+    assert list(snap.of_type(t.CLUSTER)) == ["a", "b"]
+    assert list(snap.of_type(t.ROUTE)) == ["r"]
+    assert snap.of_type(t.SECRET) == {}
+    assert len(snap) == 6
+
+
+def test_duplicate_names_with_different_content_are_refused() -> None:
+    pool = ResourcePool()
+    with pytest.raises(DuplicateResourceError):
+        Snapshot.build([pool.intern(b.eds_cluster("a")), pool.intern(b.eds_cluster("a", timeout_s=2))])
+    Snapshot.build([pool.intern(b.eds_cluster("a")), pool.intern(b.eds_cluster("a"))])
+
+
+def test_versions_are_deterministic_and_track_content() -> None:
+    one = b.mesh(ResourcePool(), {"a": (1,), "b": (2,)})
+    two = b.mesh(ResourcePool(), {"b": (2,), "a": (1,)})
+    changed = b.mesh(ResourcePool(), {"a": (1,), "b": (3,)})
+    assert one.version == two.version
+    assert one.type_version(t.CLUSTER) == two.type_version(t.CLUSTER)
+    assert one.type_version(t.CLUSTER) == changed.type_version(t.CLUSTER)
+    assert one.type_version(t.ENDPOINT) != changed.type_version(t.ENDPOINT)
+    assert one.type_version(t.ENDPOINT, ["a"]) == changed.type_version(t.ENDPOINT, ["a"])
+    assert one.type_version(t.ENDPOINT, ["a", "b"]) == one.type_version(t.ENDPOINT)
+    assert one.version != changed.version
+
+
+def test_consistency_names_every_missing_reference() -> None:
+    pool = ResourcePool()
+    snap = b.snapshot(pool, b.eds_cluster("a"), b.listener("l", "missing-route"), b.static_cluster("s"))
+    with pytest.raises(InconsistentSnapshotError) as caught:
+        snap.check_consistency()
+    message = str(caught.value)
+    assert "'missing-route'" in message and "ClusterLoadAssignment 'a'" in message
+    assert len(caught.value.missing) == 2
+    b.mesh(pool, {"a": (1,)}, routes={"r": "a"}).check_consistency()
