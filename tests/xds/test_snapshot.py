@@ -7,7 +7,7 @@ import pytest
 from controlplane.xds import typeurls as t
 from controlplane.xds.errors import DuplicateResourceError, InconsistentSnapshotError
 from controlplane.xds.resource import ResourcePool
-from controlplane.xds.snapshot import Snapshot
+from controlplane.xds.snapshot import ResourceSet, Snapshot
 from tests.xds import builders as b
 
 
@@ -48,3 +48,29 @@ def test_consistency_names_every_missing_reference() -> None:
     assert "'missing-route'" in message and "ClusterLoadAssignment 'a'" in message
     assert len(caught.value.missing) == 2
     b.mesh(pool, {"a": (1,)}, routes={"r": "a"}).check_consistency()
+
+
+def test_snapshots_share_resource_sets_and_their_versions() -> None:
+    pool = ResourcePool()
+    clusters = ResourceSet([pool.intern(b.eds_cluster("a")), pool.intern(b.eds_cluster("b"))])
+    endpoints = ResourceSet([pool.intern(b.endpoints("a", 1)), pool.intern(b.endpoints("b", 2))])
+    one = Snapshot.from_sets({t.CLUSTER: clusters, t.ENDPOINT: endpoints})
+    two = Snapshot.from_sets({t.CLUSTER: clusters, t.ENDPOINT: endpoints, t.LISTENER: ResourceSet()})
+    assert one.of_type(t.CLUSTER) is two.of_type(t.CLUSTER)
+    assert one.type_version(t.CLUSTER) == two.type_version(t.CLUSTER) == clusters.version
+    # Built the ordinary way, the same resources give the same versions (replicas agree).
+    assert (
+        b.snapshot(pool, b.eds_cluster("b"), b.eds_cluster("a")).type_version(t.CLUSTER) == clusters.version
+    )
+    one.check_consistency()
+    two.check_consistency()
+
+
+def test_consistency_is_checked_against_each_target_set() -> None:
+    pool = ResourcePool()
+    clusters = ResourceSet([pool.intern(b.eds_cluster("a"))])
+    good = ResourceSet([pool.intern(b.endpoints("a", 1))])
+    Snapshot.from_sets({t.CLUSTER: clusters, t.ENDPOINT: good}).check_consistency()
+    # A verified pair is remembered, but a different endpoint set is checked afresh.
+    with pytest.raises(InconsistentSnapshotError, match="'a'"):
+        Snapshot.from_sets({t.CLUSTER: clusters, t.ENDPOINT: ResourceSet()}).check_consistency()
