@@ -137,7 +137,13 @@ def _object(
     result: JsonObject = {}
     for key, item in value.items():
         child_path = _join(path, key)
-        if implicit and key in _IMPLICIT_FIELDS and key not in properties:
+        if implicit and key in _IMPLICIT_FIELDS:
+            # The server owns these (ObjectMeta is pruned by its own type): a CRD's schema for them, such as
+            # the `metadata: {type: object}` every generated CRD has, may restrict values but never prunes.
+            if key in properties:
+                check = _Walk(prune=False)
+                _value(check, copy.deepcopy(item), properties[key], child_path)
+                walk.errors.extend(check.errors)
             result[key] = item
         elif key in properties:
             sub = properties[key]

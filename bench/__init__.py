@@ -1,0 +1,6 @@
+"""nodemesh's benchmarks (`make bench`, `python -m bench`): not tests, they measure and report.
+
+Modules: benchmark (Benchmark, RunOptions), registry (the list `python -m bench` runs), result (Figure,
+Target, BenchResult), stats (percentiles), report (docs/benchmarks.{md,json}), machine, memory; xds_push with
+its helpers xds_config, ackwatch, clientproc and adsclients (the simulated Envoys' process).
+"""

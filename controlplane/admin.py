@@ -4,6 +4,10 @@
 - `/readyz`: 200 once the first snapshot is built, 503 before (a fresh replica gets no proxies too early).
 - `/metrics`: the Prometheus text of the registry the composition root built.
 - `/debug/<name>`: JSON from the debug pages the composition root registered (`/debug` lists them).
+- `/debug/config?node=NODE&type=TYPE`: the config held for a node, as Envoy JSON with keys redacted
+  (`meshctl proxy-config`), when the composition root passed a config view.
+- `/debug/<name>?key=value...`: JSON from the query pages registered (`/debug/describe?kind=pod&...`); a
+  query page raises DebugQueryError for a query it cannot answer (its status and message are returned).
 """
 
 from __future__ import annotations
@@ -17,21 +21,39 @@ from typing import Protocol, Self
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from controlplane.xds.configdump import ConfigQueryError
+
 log = logging.getLogger(__name__)
 
 UNIX_PREFIX = "unix:"
 
 DebugPage = Callable[[], object]
+DebugQuery = Callable[[Mapping[str, str]], object]
 
 
 class AdminError(Exception):
     """The admin server could not start (bad address, port in use)."""
 
 
+class DebugQueryError(Exception):
+    """A query page cannot answer: a bad query (400) or nothing by that name (404)."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class Readiness(Protocol):
     """Whether the control plane may take proxies; `asyncio.Event` satisfies it."""
 
     def is_set(self) -> bool: ...
+
+
+class ConfigView(Protocol):
+    """The config held for a node (`controlplane.xds.configdump.ConfigDump` satisfies it); raises
+    ConfigQueryError for a query it cannot answer."""
+
+    def query(self, *, node: str, type_name: str) -> dict[str, object]: ...
 
 
 def _split_host_port(address: str) -> tuple[str, int]:
@@ -51,11 +73,15 @@ class AdminServer:
         registry: CollectorRegistry,
         readiness: Readiness,
         debug_pages: Mapping[str, DebugPage] | None = None,
+        config: ConfigView | None = None,
+        debug_queries: Mapping[str, DebugQuery] | None = None,
     ) -> None:
         self._address = address
         self._registry = registry
         self._readiness = readiness
         self._debug_pages = dict(debug_pages or {})
+        self._config = config
+        self._debug_queries = dict(debug_queries or {})
         self._runner: web.AppRunner | None = None
         self._port = 0
 
@@ -74,6 +100,7 @@ class AdminServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/debug", self._debug_index)
+        app.router.add_get("/debug/config", self._debug_config)  # before the catch-all below
         app.router.add_get("/debug/{page}", self._debug)
         return app
 
@@ -121,9 +148,30 @@ class AdminServer:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _debug_index(self, request: web.Request) -> web.Response:
-        return web.json_response({"pages": sorted(f"/debug/{name}" for name in self._debug_pages)})
+        pages = [f"/debug/{name}" for name in (*self._debug_pages, *self._debug_queries)]
+        if self._config is not None:
+            pages.append("/debug/config")
+        return web.json_response({"pages": sorted(pages)})
+
+    async def _debug_config(self, request: web.Request) -> web.Response:
+        if self._config is None:
+            raise web.HTTPNotFound(text="no config view on this server\n")
+        try:
+            body = self._config.query(
+                node=request.query.get("node", ""), type_name=request.query.get("type", "")
+            )
+        except ConfigQueryError as exc:
+            return web.json_response({"error": str(exc)}, status=exc.status)
+        return web.json_response(body, dumps=lambda obj: json.dumps(obj, indent=2))
 
     async def _debug(self, request: web.Request) -> web.Response:
+        query = self._debug_queries.get(request.match_info["page"])
+        if query is not None:
+            try:
+                body = query(request.query)
+            except DebugQueryError as exc:
+                return web.json_response({"error": str(exc)}, status=exc.status)
+            return web.json_response(body, dumps=lambda obj: json.dumps(obj, indent=2, default=str))
         page = self._debug_pages.get(request.match_info["page"])
         if page is None:
             raise web.HTTPNotFound(text=f"no debug page {request.match_info['page']!r}; see /debug\n")

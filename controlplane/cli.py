@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from controlplane.admin import AdminError
 from controlplane.logs import LogFormat, configure_logging
@@ -16,6 +17,7 @@ from controlplane.settings import (
     DEFAULT_XDS_LISTEN,
     Settings,
     SettingsError,
+    SourceKind,
     SourceSpec,
     check_listen_address,
 )
@@ -28,13 +30,21 @@ The nodemesh control plane. It reads the mesh's configuration from a source and 
 Envoy over xDS (aggregated discovery, state-of-the-world and incremental/delta), with status per proxy
 over CSDS. Health, readiness and Prometheus metrics are on the admin address.
 
-Until the Kubernetes translation exists, the source is a directory of raw Envoy resources in YAML:
-  DIR/*.yaml                  resources every node gets
-  DIR/nodes/<node-id>/*.yaml  extra resources for one node
-Each YAML document is one resource with an "@type" key; edits are picked up within a second."""
+Sources (--source):
+  kube                 the Kubernetes API, in-cluster service account
+  kube:KUBECONFIG      the Kubernetes API named by a kubeconfig file
+  files:DIR            a directory of Kubernetes YAML (Namespaces, Nodes, Pods, Services, EndpointSlices,
+                       HTTPRoutes, GRPCRoutes, nodemesh.io policies), watched: edits apply within a second
+  dir:DIR              raw Envoy resources in YAML, one per document with an "@type" key, served as they
+                       are (DIR/*.yaml to every node, DIR/nodes/<node-id>/*.yaml to one node)
+
+With --ca-file the control plane also runs the CA that signs workload certificates for node agents that
+prove their node (--node-tokens: lines "<node> <token> [<expiry>]")."""
 
 _EPILOG = """\
-example:
+examples:
+  nodemesh-controlplane --source files:manifests/samples/mesh --ca-file /var/lib/nodemesh/ca.pem
+  nodemesh-controlplane --source kube:$HOME/.kube/config
   nodemesh-controlplane --source dir:manifests/samples/raw-envoy
   meshctl bootstrap --node node-a > /tmp/envoy.yaml && envoy -c /tmp/envoy.yaml
   curl -s localhost:15014/readyz; curl -s localhost:15014/metrics | grep nodemesh_xds
@@ -78,8 +88,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--source",
         type=_source,
         required=True,
-        metavar="dir:PATH",
-        help="where the configuration comes from: dir:PATH, a directory of raw Envoy resources in YAML",
+        metavar="SOURCE",
+        help="where the mesh's configuration comes from: kube, kube:KUBECONFIG, files:DIR or dir:DIR",
+    )
+    parser.add_argument(
+        "--trust-domain",
+        default=defaults.trust_domain,
+        help="SPIFFE trust domain of workload identities (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ca-file",
+        type=Path,
+        metavar="PATH",
+        help="run the CA, keeping its root key and certificate in PATH (mode 0600; created on first start)",
+    )
+    parser.add_argument(
+        "--node-tokens",
+        type=Path,
+        metavar="PATH",
+        help="bootstrap tokens node agents authenticate with, one '<node> <token> [<expiry>]' per line",
     )
     parser.add_argument(
         "--xds-listen",
@@ -170,13 +197,17 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         shutdown_grace=args.shutdown_grace,
         log_format=LogFormat(args.log_format),
         log_level=args.log_level.upper(),
+        trust_domain=args.trust_domain,
+        ca_file=args.ca_file,
+        node_tokens=args.node_tokens,
     )
 
 
 async def serve(settings: Settings) -> None:
     """Run the control plane until SIGINT or SIGTERM, then shut down gracefully."""
-    if not settings.source.path.is_dir():
-        raise SettingsError(f"source {settings.source}: {settings.source.path} is not a directory")
+    source = settings.source
+    if source.kind is not SourceKind.KUBE and not source.directory().is_dir():
+        raise SettingsError(f"source {source}: {source.directory()} is not a directory")
     # Imported here so `--help` and flag errors stay fast (grpc and the Envoy protos load slowly).
     from controlplane.app import ControlPlane
 

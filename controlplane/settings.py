@@ -17,31 +17,44 @@ class SettingsError(ValueError):
 
 
 class SourceKind(StrEnum):
+    KUBE = "kube"  # a Kubernetes API server: kube (in-cluster) or kube:KUBECONFIG
+    FILES = "files"  # a directory of Kubernetes YAML, watched (controlplane.sources.files)
     DIR = "dir"  # a directory of raw Envoy resources in YAML (controlplane.sources.rawxds)
+
+
+_SOURCE_FORMS = "kube, kube:KUBECONFIG, files:PATH or dir:PATH"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SourceSpec:
-    """Where the mesh's configuration comes from: `dir:PATH`."""
+    """Where the mesh's configuration comes from: `kube[:KUBECONFIG]`, `files:PATH` or `dir:PATH`."""
 
     kind: SourceKind
-    path: Path
+    # None only for `kube` without a kubeconfig (in-cluster configuration).
+    path: Path | None
 
     @classmethod
     def parse(cls, text: str) -> SourceSpec:
         kind_text, sep, rest = text.partition(":")
-        kinds = ", ".join(f"{k.value}:PATH" for k in SourceKind)
-        if not sep or not rest:
-            raise SettingsError(f"source {text!r}: expected one of {kinds}")
         try:
             kind = SourceKind(kind_text)
         except ValueError:
-            msg = f"source {text!r}: unknown kind {kind_text!r}; expected one of {kinds}"
+            msg = f"source {text!r}: unknown kind {kind_text!r}; expected {_SOURCE_FORMS}"
             raise SettingsError(msg) from None
+        if kind is SourceKind.KUBE:
+            return cls(kind=kind, path=Path(rest) if rest else None)
+        if not sep or not rest:
+            raise SettingsError(f"source {text!r}: {kind.value} needs a path; expected {_SOURCE_FORMS}")
         return cls(kind=kind, path=Path(rest))
 
+    def directory(self) -> Path:
+        """The directory of a files: or dir: source."""
+        if self.path is None or self.kind is SourceKind.KUBE:
+            raise SettingsError(f"source {self}: not a directory source")
+        return self.path
+
     def __str__(self) -> str:
-        return f"{self.kind.value}:{self.path}"
+        return self.kind.value if self.path is None else f"{self.kind.value}:{self.path}"
 
 
 def check_listen_address(text: str) -> str:
@@ -71,3 +84,8 @@ class Settings:
     shutdown_grace: float = 5.0
     log_format: LogFormat = LogFormat.TEXT
     log_level: str = "INFO"
+    trust_domain: str = "cluster.local"
+    # Where the CA keeps its root (a file, mode 0600); None: no certificate service.
+    ca_file: Path | None = None
+    # Per-node bootstrap tokens the certificate service accepts (`<node> <token> [expiry]` lines).
+    node_tokens: Path | None = None

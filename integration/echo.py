@@ -5,14 +5,16 @@ Servers answer with JSON saying which pod answered and the peer address they saw
 them knows about the mesh, which is the point. Every program prints one JSON object per line on stdout.
 
     tcp-server --pod NAME --port N        line protocol: each line in, one JSON line out
-    http-server --pod NAME --port N       any GET: JSON body
+    http-server --pod NAME --port N       any GET: JSON body (`?sleep=SECONDS` answers that much later)
     tcp-client HOST PORT [--message M]    connect, send one line, print the reply with getpeername()
     tcp-session HOST PORT                 keep one connection: each stdin line is sent, each reply printed
+    http-client URL [--count N] [--header K:V]...   N GETs, a new connection each: one line per response
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import http.server
 import io
 import json
@@ -20,6 +22,8 @@ import socket
 import socketserver
 import sys
 import threading
+import time
+import urllib.parse
 
 READY: str = "READY"
 
@@ -55,6 +59,10 @@ def serve_http(pod: str, port: int) -> None:
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
+            # A slow endpoint on request, for route timeouts.
+            delay = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("sleep")
+            if delay:
+                time.sleep(min(float(delay[0]), 30.0))
             body = json.dumps(
                 {
                     "pod": pod,
@@ -112,6 +120,24 @@ def tcp_session(host: str, port: int, timeout: float) -> None:
             _emit({"reply": reply})
 
 
+def http_client(url: str, count: int, headers: list[str], timeout: float) -> None:
+    parts = urllib.parse.urlsplit(url)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    sent = dict(header.split(":", 1) for header in headers)
+    for _ in range(count):
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=timeout)
+        try:
+            conn.request("GET", target, headers={k.strip(): v.strip() for k, v in sent.items()})
+            response = conn.getresponse()
+            _emit({"status": response.status, "body": response.read().decode(errors="replace")})
+        except OSError as exc:
+            _emit({"status": 0, "error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            conn.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="integration.echo")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,11 +154,18 @@ def main(argv: list[str] | None = None) -> None:
     session.add_argument("host")
     session.add_argument("port", type=int)
     session.add_argument("--timeout", type=float, default=5.0)
+    http = sub.add_parser("http-client")
+    http.add_argument("url")
+    http.add_argument("--count", type=int, default=1)
+    http.add_argument("--header", action="append", default=[])
+    http.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args(argv)
     if args.command == "tcp-server":
         serve_tcp(args.pod, args.port)
     elif args.command == "http-server":
         serve_http(args.pod, args.port)
+    elif args.command == "http-client":
+        http_client(args.url, args.count, args.header, args.timeout)
     elif args.command == "tcp-client":
         tcp_client(args.host, args.port, args.message, args.timeout)
     else:

@@ -303,3 +303,82 @@ async def test_rejected_config_is_nacked_recorded_and_not_resent(delta: bool, me
     entry = csds_type_entry(await fetch_csds(controlplane), typeurls.CLUSTER)
     assert entry.config_status == csds_pb2.SYNCED
     assert await get(http, port) == "v1"
+
+
+def padded_endpoints(cluster: str, ports: list[int], *, pad: int = 4000) -> dict[str, Any]:
+    """endpoints() with a large metadata value, so a response that carries this assignment is easy to spot."""
+    doc = endpoints(cluster, ports)
+    for lb_endpoint in doc["endpoints"][0]["lb_endpoints"]:
+        lb_endpoint["metadata"] = {"filter_metadata": {"nodemesh.test": {"pad": "x" * pad}}}
+    return doc
+
+
+def endpoint_ports(eds: dict[str, dict[str, Any]], cluster: str) -> set[int]:
+    lb_endpoints = eds[cluster]["endpoints"][0]["lb_endpoints"]
+    return {e["endpoint"]["address"]["socket_address"]["port_value"] for e in lb_endpoints}
+
+
+@pytest.mark.parametrize("delta", VARIANTS)
+async def test_envoy_keeps_every_assignment_when_responses_carry_only_the_changed_one(
+    delta: bool, mesh: Mesh
+) -> None:
+    """SotW EDS and RDS responses after the first carry only what changed (as delta ones do): Envoy must keep
+    the assignments and route configurations a response leaves out."""
+    http, source_dir, controlplane = mesh.http, mesh.source, mesh.controlplane
+    v1, v2, v3 = (mesh.port_of(n) for n in ("v1", "v2", "v3"))
+    write_docs(source_dir / "listener.yaml", [listener("http", "r"), listener("other", "r2")])
+    other_routes = route_config("r2", [("/", {"c2": 1})])
+    write_docs(
+        source_dir / "routes.yaml",
+        [route_config("r", [("/two", {"c2": 1}), ("/three", {"c3": 1}), ("/", {"c1": 1})]), other_routes],
+    )
+    write_docs(source_dir / "clusters.yaml", [eds_cluster("c1"), eds_cluster("c2"), eds_cluster("c3")])
+    others = [padded_endpoints("c2", [v2]), padded_endpoints("c3", [v3])]
+    write_docs(source_dir / "endpoints.yaml", [endpoints("c1", [v1]), *others])
+    envoy = await mesh.boot(delta=delta)
+    port = await listener_port(envoy)
+    for path, expected in (("/", "v1"), ("/two", "v2"), ("/three", "v3")):
+        await wait_response(envoy, http, port, expected, path=path)
+
+    async def eds_synced() -> TypeStatus | None:
+        status = type_status(controlplane, typeurls.ENDPOINT)
+        return status if status.status is ConfigStatus.SYNCED else None
+
+    before = await envoy.wait_for(eds_synced, what="endpoints ACKed")
+    assert before is not None
+
+    # Two changes of c1 alone, each waited for in Envoy.
+    for ports in ([v3], [v1, v3]):
+        write_docs(source_dir / "endpoints.yaml", [endpoints("c1", ports), *others])
+        await wait_dump(
+            envoy, "endpoints", lambda e, p=set(ports): endpoint_ports(e, "c1") == p, what=f"c1 on {ports}"
+        )
+    after = await envoy.wait_for(eds_synced, what="the changed endpoints ACKed")
+    assert after is not None
+    assert after.responses_sent >= before.responses_sent + 2
+    # The responses carried c1 only: together smaller than one padded assignment of c2 or c3.
+    snapshot = controlplane.cache.get(NODE)
+    assert snapshot is not None
+    padded = len(snapshot.of_type(typeurls.ENDPOINT)["c2"].any_bytes)
+    assert after.bytes_sent - before.bytes_sent < padded
+
+    # Envoy still holds every assignment, and routes to each.
+    eds = dynamic_names(await envoy.config_dump(), "endpoints")
+    assert set(eds) == {"c1", "c2", "c3"}
+    assert (endpoint_ports(eds, "c1"), endpoint_ports(eds, "c2"), endpoint_ports(eds, "c3")) == (
+        {v1, v3},
+        {v2},
+        {v3},
+    )
+    assert await get(http, port, "/two") == "v2"
+    assert await get(http, port, "/three") == "v3"
+    assert set(collections.Counter([await get(http, port) for _ in range(10)])) <= {"v1", "v3"}
+
+    # A change of route configuration "r" alone: "r2", left out of the response, stays in Envoy.
+    other_port = await listener_port(envoy, "other")
+    rds_before = type_status(controlplane, typeurls.ROUTE).responses_sent
+    write_docs(source_dir / "routes.yaml", [route_config("r", [("/", {"c3": 1})]), other_routes])
+    await wait_response(envoy, http, port, "v3", path="/two")
+    assert type_status(controlplane, typeurls.ROUTE).responses_sent > rds_before
+    assert set(dynamic_names(await envoy.config_dump(), "routes")) == {"r", "r2"}
+    assert await get(http, other_port) == "v2"

@@ -13,11 +13,20 @@ from enum import StrEnum
 from typing import Any
 
 import yaml
+from envoy.extensions.bootstrap.internal_listener.v3 import internal_listener_pb2
+from google.protobuf import json_format
+
+from controlplane.ca.sdsnames import DEFAULT_SOCKET_PATH, sds_cluster
 
 XDS_CLUSTER_NAME = "nodemesh-xds"
 DEFAULT_CONTROLPLANE = "127.0.0.1:15010"
-DEFAULT_ENVOY_CLUSTER = "nodemesh"
+# The node cluster tells a node's Envoy from its agent (cluster "nodemesh-agent") on the control plane's side
+# (CSDS, `meshctl proxy-status`); the kind is also in the metadata, which a custom --cluster does not change.
+DEFAULT_ENVOY_CLUSTER = "nodemesh-envoy"
+KIND_METADATA_KEY = "nodemesh.io/kind"
 UNIX_PREFIX = "unix:"
+INTERNAL_LISTENER_EXTENSION = "envoy.bootstrap.internal_listener"
+_INTERNAL_LISTENER_TYPE = internal_listener_pb2.InternalListener.DESCRIPTOR.full_name
 
 
 class BootstrapError(ValueError):
@@ -111,6 +120,13 @@ def _xds_cluster(controlplane: ControlPlaneAddress) -> dict[str, Any]:
     }
 
 
+def _sds_cluster(socket_path: str) -> dict[str, Any]:
+    # Through JSON: plain dicts (no OrderedDict), so the YAML dump stays plain.
+    as_dict = json_format.MessageToDict(sds_cluster(socket_path), preserving_proto_field_name=True)
+    result: dict[str, Any] = json.loads(json.dumps(as_dict))
+    return result
+
+
 def build_bootstrap(
     *,
     node: str,
@@ -120,13 +136,19 @@ def build_bootstrap(
     admin_port: int = 15000,
     cluster: str = DEFAULT_ENVOY_CLUSTER,
     metadata: dict[str, str] | None = None,
+    sds_socket: str = DEFAULT_SOCKET_PATH,
 ) -> dict[str, Any]:
-    """The Envoy v3 bootstrap for the Envoy of node `node`, as Envoy's JSON form in a dict."""
+    """The Envoy v3 bootstrap for the Envoy of node `node`, as Envoy's JSON form in a dict. Workload
+    certificates come from the node agent's SDS on `sds_socket`."""
     if not node:
         raise BootstrapError("node name must not be empty")
     if not 0 <= admin_port < 65536:
         raise BootstrapError(f"admin port {admin_port} out of range 0-65535")
-    node_metadata = {"nodemesh.io/node": node, "nodemesh.io/xds-variant": "delta" if delta else "sotw"}
+    node_metadata = {
+        "nodemesh.io/node": node,
+        "nodemesh.io/xds-variant": "delta" if delta else "sotw",
+        KIND_METADATA_KEY: "envoy",
+    }
     node_metadata.update(metadata or {})
     return {
         "node": {"id": node, "cluster": cluster, "metadata": node_metadata},
@@ -141,7 +163,19 @@ def build_bootstrap(
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
         },
-        "static_resources": {"clusters": [_xds_cluster(controlplane)]},
+        # HBONE: Service endpoints of meshed pods are internal addresses (controlplane.translate.hbone).
+        "bootstrap_extensions": [
+            {
+                "name": INTERNAL_LISTENER_EXTENSION,
+                "typed_config": {"@type": f"type.googleapis.com/{_INTERNAL_LISTENER_TYPE}"},
+            }
+        ],
+        "static_resources": {
+            "clusters": [
+                _xds_cluster(controlplane),
+                _sds_cluster(sds_socket),
+            ]
+        },
         "admin": {"address": _socket_address(admin_address, admin_port)},
     }
 

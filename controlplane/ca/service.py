@@ -31,6 +31,7 @@ from controlplane.ca.errors import (
     UnsupportedKeyError,
 )
 from controlplane.ca.identity import SpiffeId
+from controlplane.ca.issued import IssuedCertificates, IssuedRecord
 from protos.nodemesh.v1alpha1 import certificate_pb2, certificate_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,11 @@ class CertificateService(certificate_pb2_grpc.CertificateServiceServicer):
         placement: WorkloadPlacement,
         trust_domain: str,
         registry: CollectorRegistry,
+        issued: IssuedCertificates | None = None,
     ) -> None:
         self._signer = signer
+        # What was issued to whom (serials and validity, no keys): `meshctl check` and `describe` read it.
+        self.issued = issued if issued is not None else IssuedCertificates()
         self._authenticator = authenticator
         self._placement = placement
         self._trust_domain = trust_domain
@@ -188,6 +192,15 @@ class CertificateService(certificate_pb2_grpc.CertificateServiceServicer):
             await context.abort(grpc.StatusCode.INTERNAL, "signing failed")
 
         self._count(SignResult.ISSUED, FailureReason.NONE)
+        self.issued.record(
+            IssuedRecord(
+                node=node.node,
+                spiffe_id=spiffe_id,
+                serial=issued.serial,
+                not_before=issued.not_before,
+                not_after=issued.not_after,
+            )
+        )
         log.info(
             "issued certificate serial %x for %s to node %s, valid until %s",
             issued.serial,

@@ -37,6 +37,8 @@ class Reason(StrEnum):
     UNSUPPORTED_VERSION = "UnsupportedVersion"
     CONFLICTING_FIELDS = "ConflictingFields"
     KEPT_LAST_VALID = "KeptLastValid"
+    # A rejected security policy is kept as a stand-in that denies rather than allows.
+    FAIL_CLOSED = "FailClosed"
     # Cross-object checks (translation).
     BACKEND_NOT_FOUND = "BackendNotFound"
     PARENT_NOT_FOUND = "ParentNotFound"
@@ -54,6 +56,9 @@ class Location:
     file: str
     document: int | None = None
     line: int | None = None
+
+    def to_document(self) -> dict[str, object]:
+        return {"file": self.file, "document": self.document, "line": self.line}
 
     def __str__(self) -> str:
         text = self.file
@@ -82,6 +87,21 @@ class Diagnostic:
         if self.location is not None:
             text += f" ({self.location})"
         return text
+
+    def to_document(self) -> dict[str, object]:
+        """The JSON form (`meshctl analyze -o json`, the admin's `/debug/diagnostics`)."""
+        return {
+            "severity": self.severity.value,
+            "reason": self.reason.value,
+            "object": (
+                {"kind": str(self.ref.kind), "namespace": self.ref.namespace, "name": self.ref.name}
+                if self.ref is not None
+                else None
+            ),
+            "field": self.field,
+            "message": self.message,
+            "location": self.location.to_document() if self.location is not None else None,
+        }
 
     @property
     def is_error(self) -> bool:

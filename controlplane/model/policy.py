@@ -1,7 +1,7 @@
 """nodemesh.io/v1alpha1 TrafficPolicy: how clients reach a Service (balancing, limits, resilience, faults).
 
-AuthorizationPolicy and PeerAuthentication will live in their own modules next to this one and join the
-`MeshObject` union in `objects.py`.
+The security policies live next to this one: `authz.py` (AuthorizationPolicy), `peerauth.py`
+(PeerAuthentication), and `security.py` (resolving them for a workload).
 """
 
 from __future__ import annotations

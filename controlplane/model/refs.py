@@ -17,6 +17,8 @@ class Kind(StrEnum):
     HTTP_ROUTE = "HTTPRoute"
     GRPC_ROUTE = "GRPCRoute"
     TRAFFIC_POLICY = "TrafficPolicy"
+    AUTHORIZATION_POLICY = "AuthorizationPolicy"
+    PEER_AUTHENTICATION = "PeerAuthentication"
 
 
 CLUSTER_SCOPED = frozenset({Kind.NAMESPACE, Kind.NODE})

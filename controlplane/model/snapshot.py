@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import cast
 
+from controlplane.model.authz import AuthorizationPolicy
 from controlplane.model.endpoints import EndpointSlice
 from controlplane.model.frozenmap import FrozenMap
 from controlplane.model.namespace import Namespace
 from controlplane.model.node import Node
 from controlplane.model.objects import Delete, MeshObject, ModelEvent, Upsert
+from controlplane.model.peerauth import PeerAuthentication
 from controlplane.model.pmap import PMap
 from controlplane.model.policy import TrafficPolicy
 from controlplane.model.refs import Kind, ObjectRef
@@ -45,6 +47,10 @@ class Index(StrEnum):
     ROUTES_BY_BACKEND = "routes-by-backend"  # backend (or mirror) Service ref
     POLICIES_BY_TARGET = "policies-by-target"  # target Service ref
     ENROLLED_NAMESPACES = "enrolled-namespaces"  # namespace name
+    WORKLOADS_BY_NAMESPACE = "workloads-by-namespace"  # namespace name
+    AUTHZ_BY_NAMESPACE = "authz-by-namespace"  # AuthorizationPolicy's namespace
+    AUTHZ_BY_TARGET = "authz-by-target"  # target Service ref of an AuthorizationPolicy
+    PEER_AUTH_BY_NAMESPACE = "peer-auth-by-namespace"  # PeerAuthentication's namespace
 
 
 _FIELD_BY_KIND: dict[str, str] = {
@@ -56,6 +62,8 @@ _FIELD_BY_KIND: dict[str, str] = {
     Kind.HTTP_ROUTE: "http_routes",
     Kind.GRPC_ROUTE: "grpc_routes",
     Kind.TRAFFIC_POLICY: "traffic_policies",
+    Kind.AUTHORIZATION_POLICY: "authorization_policies",
+    Kind.PEER_AUTHENTICATION: "peer_authentications",
 }
 
 
@@ -86,10 +94,16 @@ def _index_entries(obj: MeshObject) -> frozenset[tuple[Index, Hashable]]:
                 entries.append((Index.WORKLOADS_BY_NODE, obj.node))
             entries.extend((Index.WORKLOADS_BY_IP, ip) for ip in obj.ips)
             entries.append((Index.WORKLOADS_BY_IDENTITY, obj.identity))
+            entries.append((Index.WORKLOADS_BY_NAMESPACE, obj.namespace))
         case HTTPRoute() | GRPCRoute():
             entries.extend(_route_entries(obj))
         case TrafficPolicy():
             entries.extend((Index.POLICIES_BY_TARGET, target) for target in obj.target_services)
+        case AuthorizationPolicy():
+            entries.append((Index.AUTHZ_BY_NAMESPACE, obj.namespace))
+            entries.extend((Index.AUTHZ_BY_TARGET, target) for target in obj.target_services)
+        case PeerAuthentication():
+            entries.append((Index.PEER_AUTH_BY_NAMESPACE, obj.namespace))
         case Namespace():
             if obj.mesh_enabled:
                 entries.append((Index.ENROLLED_NAMESPACES, obj.name))
@@ -123,6 +137,8 @@ class MeshSnapshot:
     http_routes: PMap[ObjectRef, HTTPRoute]
     grpc_routes: PMap[ObjectRef, GRPCRoute]
     traffic_policies: PMap[ObjectRef, TrafficPolicy]
+    authorization_policies: PMap[ObjectRef, AuthorizationPolicy]
+    peer_authentications: PMap[ObjectRef, PeerAuthentication]
     indexes: FrozenMap[Index, _Index]
     # The references whose object was added, changed or removed by the apply() that made this snapshot
     # (every reference for from_objects()): what incremental translation has to look at.
@@ -141,6 +157,8 @@ class MeshSnapshot:
             http_routes=PMap(),
             grpc_routes=PMap(),
             traffic_policies=PMap(),
+            authorization_policies=PMap(),
+            peer_authentications=PMap(),
             indexes=_empty_indexes(),
         )
 
@@ -306,6 +324,26 @@ class MeshSnapshot:
     def traffic_policies_for(self, service: ObjectRef) -> tuple[TrafficPolicy, ...]:
         """Sorted by reference; translation decides how several policies on one target combine."""
         return tuple(self.traffic_policies[ref] for ref in self.refs(Index.POLICIES_BY_TARGET, service))
+
+    # -- security (resolution against workloads: `controlplane.model.security`) --------------------------
+
+    def workloads_in(self, namespace: str) -> tuple[Workload, ...]:
+        return tuple(self.workloads[ref] for ref in self.refs(Index.WORKLOADS_BY_NAMESPACE, namespace))
+
+    def authorization_policies_in(self, namespace: str) -> tuple[AuthorizationPolicy, ...]:
+        """Every AuthorizationPolicy in the namespace, sorted by reference."""
+        refs = self.refs(Index.AUTHZ_BY_NAMESPACE, namespace)
+        return tuple(self.authorization_policies[ref] for ref in refs)
+
+    def authorization_policies_targeting(self, service: ObjectRef) -> tuple[AuthorizationPolicy, ...]:
+        """AuthorizationPolicies with the Service among their targetRefs (to revisit when it changes)."""
+        refs = self.refs(Index.AUTHZ_BY_TARGET, service)
+        return tuple(self.authorization_policies[ref] for ref in refs)
+
+    def peer_authentications_in(self, namespace: str) -> tuple[PeerAuthentication, ...]:
+        """Every PeerAuthentication in the namespace, sorted by reference."""
+        refs = self.refs(Index.PEER_AUTH_BY_NAMESPACE, namespace)
+        return tuple(self.peer_authentications[ref] for ref in refs)
 
 
 def apply_events(snapshot: MeshSnapshot, events: Iterable[ModelEvent]) -> MeshSnapshot:

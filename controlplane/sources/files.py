@@ -131,6 +131,10 @@ class ManifestDirectory:
     def objects(self) -> dict[ObjectRef, MeshObject]:
         return {ref: obj for ref, (obj, _) in self._merged()[0].items()}
 
+    def locations(self) -> dict[ObjectRef, Location]:
+        """Where each object was read (`meshctl analyze -f` points translation's diagnostics there)."""
+        return {ref: location for ref, (_, location) in self._merged()[0].items()}
+
     def diagnostics(self) -> tuple[Diagnostic, ...]:
         diagnostics = list(self._merged()[1])
         if self._root_problem is not None:

@@ -3,6 +3,10 @@
 Per connected stream one ClientConfig: first, per type, an entry with an empty name carrying the type's last
 sent version, its status and the last NACK; then one entry per resource the node holds, with its content
 version.
+
+CSDS has no field for what the server knows of the stream itself, so the node in each ClientConfig carries
+it as one extra metadata key, `nodemesh.io/stream`: {id, variant, peer, connected_since (RFC 3339), replica}.
+The node's own metadata is kept; a client-sent value of that key is overwritten, so it cannot be spoofed.
 """
 
 from __future__ import annotations
@@ -103,30 +107,51 @@ def _type_entries(status: TypeStatus) -> list[Any]:
     return entries
 
 
-def client_config(stream: StreamInfo) -> Any:
-    config = csds_pb2.ClientConfig(node=base_pb2.Node.FromString(stream.node_bytes))
+STREAM_METADATA_KEY = "nodemesh.io/stream"
+
+
+def stream_facts(stream: StreamInfo, replica: str) -> dict[str, str | float]:
+    """What the server knows of a stream, as the `nodemesh.io/stream` metadata value."""
+    return {
+        "id": stream.stream_id,
+        "variant": stream.variant.value,
+        "peer": stream.peer,
+        "connected_since": _timestamp(stream.connected_since).ToJsonString(),
+        "replica": replica,
+    }
+
+
+def client_config(stream: StreamInfo, replica: str = "") -> Any:
+    node = base_pb2.Node.FromString(stream.node_bytes)
+    node.metadata.fields[STREAM_METADATA_KEY].struct_value.Clear()
+    node.metadata.fields[STREAM_METADATA_KEY].struct_value.update(stream_facts(stream, replica))
+    config = csds_pb2.ClientConfig(node=node)
     for _, status in sorted(stream.types.items()):
         config.generic_xds_configs.extend(_type_entries(status))
     return config
 
 
-def build_status_response(registry: ProxyStatusRegistry, request: Any) -> Any:
+def build_status_response(registry: ProxyStatusRegistry, request: Any, replica: str = "") -> Any:
     response = csds_pb2.ClientStatusResponse()
     for stream in sorted(registry.streams(), key=lambda s: (s.node_id, s.stream_id)):
         if node_selected(request, stream.node_id):
-            response.config.append(client_config(stream))
+            response.config.append(client_config(stream, replica))
     return response
 
 
 class CsdsServicer(csds_pb2_grpc.ClientStatusDiscoveryServiceServicer):  # type: ignore[misc]
-    def __init__(self, registry: ProxyStatusRegistry) -> None:
+    """`replica`: this control-plane replica's id, reported with every stream (clients may be spread over
+    several replicas, each answering only for its own streams)."""
+
+    def __init__(self, registry: ProxyStatusRegistry, *, replica: str = "") -> None:
         self._registry = registry
+        self._replica = replica
 
     async def FetchClientStatus(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
-        return build_status_response(self._registry, request)
+        return build_status_response(self._registry, request, self._replica)
 
     async def StreamClientStatus(  # noqa: N802
         self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         async for request in request_iterator:
-            yield build_status_response(self._registry, request)
+            yield build_status_response(self._registry, request, self._replica)

@@ -5,6 +5,10 @@ initial_resource_versions on reconnect) and sends only what differs; names that 
 but do not exist, go out in removed_resources (the latter once). Stale-nonce requests still change the
 subscription. A NACKed version is never resent: what the client holds is recorded when
 sent, so only a newer version differs.
+
+Moving to a new snapshot, a stream whose subscription did not change looks only at the names that differ
+between the set it last built from and the new one (ResourceSet.changes_since, computed once and shared by
+every stream); a first response or a subscription change looks at every name.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from controlplane.xds import typeurls
 from controlplane.xds.cache import SnapshotSource
 from controlplane.xds.metrics import XdsMetrics
 from controlplane.xds.resource import Resource
-from controlplane.xds.snapshot import Snapshot
+from controlplane.xds.snapshot import ResourceSet, SetDiff, Snapshot
 from controlplane.xds.status import StreamStatus, Variant
 from controlplane.xds.stream import (
     Nonces,
@@ -46,7 +50,7 @@ _MAX_OUTSTANDING = 32
 @dataclass(slots=True)
 class _TypeState:
     wildcard: bool = False
-    names: set[str] = field(default_factory=set)
+    names: frozenset[str] = frozenset()
     # What the client holds, as far as this stream knows.
     known: dict[str, str] = field(default_factory=dict)
     # Subscribed names already reported as not existing.
@@ -56,9 +60,10 @@ class _TypeState:
     # Respond on the first request even with nothing to send, so the client knows it is in sync.
     answer_pending: bool = True
     outstanding: dict[str, str] = field(default_factory=dict)  # nonce -> system version
-    # The whole type's version when last evaluated, and whether the subscription changed since: when neither
-    # moved, a new snapshot cannot change this type's response, so it is skipped without looking at resources.
-    basis: str = ""
+    # The set last evaluated: once it was, the client holds (or was told the absence of) every name of it
+    # the subscription selects, so a newer set needs only their shared diff looked at.
+    source: ResourceSet | None = None
+    # The subscription changed since the last evaluation: look at every name, not only a diff.
     dirty: bool = True
 
 
@@ -116,30 +121,40 @@ class DeltaStream(StreamMachine):
         initial: dict[str, str] = {}
         if state is None:
             state = self._types[type_url] = _TypeState()
+            if self.status is not None:
+                self.status.record_subscribed(type_url)  # CSDS shows it NOT_SENT until answered
             initial = dict(request.initial_resource_versions)
             state.known = dict(initial)
             state.wildcard = not subscribe and type_url in typeurls.WILDCARD_TYPES
         elif nonce:
             self._ack_or_nack(type_url, state, nonce, request)
-        for name in subscribe:
-            if name == "*":
+        # Set operations rather than a loop per name: a subscription may list thousands.
+        if subscribe:
+            names = set(subscribe)
+            if "*" in names:
                 state.wildcard = True
-                continue
-            state.names.add(name)
-            state.reported_absent.discard(name)
+                names.discard("*")
+            state.names = state.names | names
+            state.reported_absent -= names
             # An explicit (re)subscription asks for the resource again, unless the client just told us,
             # reconnecting, which version it holds.
-            if name not in initial:
-                state.known.pop(name, None)
-        for name in unsubscribe:
-            if name == "*":
+            for name in (names & state.known.keys()) - initial.keys():
+                del state.known[name]
+        if unsubscribe:
+            names = set(unsubscribe)
+            if "*" in names:
                 state.wildcard = False
-                continue
-            state.names.discard(name)
-            state.reported_absent.discard(name)
+                names.discard("*")
+            state.names = state.names - names
+            state.reported_absent -= names
             if not state.wildcard:
-                state.known.pop(name, None)
-        state.dirty = True
+                for name in names & state.known.keys():
+                    del state.known[name]
+        # An ACK changes no subscription: the next snapshot needs only its diff looked at.
+        if subscribe or unsubscribe:
+            state.dirty = True
+            if latest is not None:
+                state.names = latest.of_type(type_url).share_names(state.names)
         return self._respond(set(self._types) if refreshed else {type_url})
 
     def on_snapshot(self, snapshot: Snapshot) -> list[Push]:
@@ -182,40 +197,29 @@ class DeltaStream(StreamMachine):
         return pushes
 
     def _build(self, type_url: str, state: _TypeState, snapshot: Snapshot) -> Push | None:
-        basis = snapshot.type_version(type_url)
-        if basis == state.basis and not (state.dirty or state.force or state.answer_pending):
-            return None
-        state.basis, state.dirty = basis, False
         named = snapshot.of_type(type_url)
-        wanted = set(named) if state.wildcard else set()
-        wanted |= state.names
-        sending: list[Resource] = [
-            named[name]
-            for name in sorted(wanted)
-            if name in named and (state.known.get(name) != named[name].version or name in state.force)
-        ]
+        if state.source is None or state.dirty or state.answer_pending:
+            sending, removed = self._scan(state, named)
+        elif named is state.source and not state.force:
+            return None
+        else:
+            sending, removed = self._step(state, named, named.changes_since(state.source))
+        state.source, state.dirty = named, False
         state.force.clear()
-        removed: set[str] = set()
-        for name in list(state.known):
-            if name in named:
-                if name not in wanted:
-                    del state.known[name]  # held from an old subscription: nothing to tell
-            else:
-                del state.known[name]
-                if state.wildcard or name in state.names:
-                    removed.add(name)
-        removed |= {n for n in state.names if n not in named and n not in state.reported_absent}
         state.reported_absent |= removed
+        basis = named.version
         if not sending and not removed and not state.answer_pending:
             return None
         state.answer_pending = False
         if type_url == typeurls.CLUSTER:
             self._rewarm_endpoints(sending)
-        changes: dict[str, str | None] = {r.name: r.version for r in sending}
+        whole = len(sending) == len(named)  # every resource of the set (a first response, usually)
+        sent = named.versions if whole else {r.name: r.version for r in sending}
+        state.known.update(sent)
+        if state.reported_absent:
+            state.reported_absent -= sent.keys()
+        changes: dict[str, str | None] = dict(sent)
         changes.update(dict.fromkeys(removed))
-        for resource in sending:
-            state.known[resource.name] = resource.version
-            state.reported_absent.discard(resource.name)
         nonce = self._nonces.next()
         state.outstanding[nonce] = basis
         while len(state.outstanding) > _MAX_OUTSTANDING:
@@ -226,17 +230,55 @@ class DeltaStream(StreamMachine):
             nonce=nonce,
             removed_resources=sorted(removed),
         )
-        data = header.SerializeToString() + b"".join(r.delta_fragment for r in sending)
         return Push(
             type_url=type_url,
             version=basis,
             nonce=nonce,
-            data=data,
+            parts=(header.SerializeToString(), *(r.delta_fragment for r in sending)),
             holds=MappingProxyType(state.known),
             resource_count=len(sending),
             removed=tuple(sorted(removed)),
             changes=changes,
         )
+
+    @staticmethod
+    def _scan(state: _TypeState, named: ResourceSet) -> tuple[list[Resource], set[str]]:
+        """Every selected name: what to send and what to report removed (updates `known`)."""
+        wildcard, names, known, force = state.wildcard, state.names, state.known, state.force
+        whole = wildcard or named.keys() <= names
+        if not known and whole:
+            sending = list(named.values())  # a first response: everything, no name looked at
+        else:
+            candidates = (
+                named.items() if whole else ((n, r) for n in sorted(names) if (r := named.get(n)) is not None)
+            )
+            held = known.get
+            sending = [r for n, r in candidates if held(n) != r.version or n in force]
+        removed: set[str] = set()
+        if known:
+            for name in known.keys() - named.keys():
+                del known[name]
+                if wildcard or name in names:
+                    removed.add(name)
+            if not wildcard:
+                for name in known.keys() - names:
+                    del known[name]  # held from an old subscription: nothing to tell
+        removed |= names - named.keys() - state.reported_absent
+        return sending, removed
+
+    @staticmethod
+    def _step(state: _TypeState, named: ResourceSet, diff: SetDiff) -> tuple[list[Resource], set[str]]:
+        """As _scan, from the diff to the set last evaluated: the client holds every selected name of that
+        set at its version, and was told of every selected name it lacks."""
+        wildcard, names, known = state.wildcard, state.names, state.known
+        picked = {n for n in diff.changed if wildcard or n in names}
+        picked |= {n for n in state.force if n in named and (wildcard or n in names)}
+        removed: set[str] = set()
+        for name in diff.removed:
+            # Every selected name of the older set is in `known`, so this also covers subscribed ones.
+            if known.pop(name, None) is not None and (wildcard or name in names):
+                removed.add(name)
+        return [named[n] for n in sorted(picked)], removed
 
     def _rewarm_endpoints(self, clusters: list[Resource]) -> None:
         """Envoy finishes warming a new or changed cluster only on a fresh EDS response: send one."""

@@ -28,15 +28,25 @@ class XdsMetrics:
         self.bytes_sent = Counter(
             "nodemesh_xds_sent_bytes", "Bytes of xDS responses sent", ["type"], registry=registry
         )
+        self._push_children: dict[tuple[str, str], tuple[Counter, Counter, Histogram]] = {}
         self.rejected_streams = Counter(
             "nodemesh_xds_rejected_streams", "Streams ended for a malformed request", registry=registry
         )
 
     def observe_push(self, type_url: str, variant: str, size: int, latency: float) -> None:
-        label = short_name(type_url)
-        self.pushes.labels(label, variant).inc()
-        self.bytes_sent.labels(label).inc(size)
-        self.push_latency.labels(label).observe(latency)
+        # Every stream observes every push: look the labelled children up once (labels() takes a lock).
+        children = self._push_children.get((type_url, variant))
+        if children is None:
+            label = short_name(type_url)
+            children = self._push_children[(type_url, variant)] = (
+                self.pushes.labels(label, variant),
+                self.bytes_sent.labels(label),
+                self.push_latency.labels(label),
+            )
+        pushes, bytes_sent, latency_histogram = children
+        pushes.inc()
+        bytes_sent.inc(size)
+        latency_histogram.observe(latency)
 
     def observe_nack(self, type_url: str) -> None:
         self.nacks.labels(short_name(type_url)).inc()

@@ -91,12 +91,14 @@ class XdsServer:
         *,
         metrics: XdsMetrics | None = None,
         extra_servicers: Sequence[AddServicers] = (),
+        replica: str = "",
     ) -> None:
         self.settings = settings or ServerSettings()
         self.registry = registry
         self.metrics = metrics or XdsMetrics(CollectorRegistry())
         self._snapshots = snapshots
         self._extra = tuple(extra_servicers)
+        self._replica = replica
         self._server: grpc.aio.Server | None = None
         self._closing: asyncio.Event | None = None
         self._env: StreamEnv | None = None
@@ -135,7 +137,9 @@ class XdsServer:
                 "DeltaSecrets": handlers["DeltaAggregatedResources"],
             }
             server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SDS_SERVICE, secrets)])
-        csds_pb2_grpc.add_ClientStatusDiscoveryServiceServicer_to_server(CsdsServicer(self.registry), server)
+        csds_pb2_grpc.add_ClientStatusDiscoveryServiceServicer_to_server(
+            CsdsServicer(self.registry, replica=self._replica), server
+        )
         for add in self._extra:
             add(server)
         return server

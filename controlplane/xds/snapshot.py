@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 from functools import cached_property
 from types import MappingProxyType
@@ -23,6 +23,25 @@ def _digest(pairs: Iterable[tuple[str, str]]) -> str:
     return h.hexdigest()[:16]
 
 
+# Diffs one set keeps, by the set they start from: streams of nodes that saw the same snapshots ask for the
+# same few (usually one: the set every stream held before this change).
+_MAX_DIFFS = 8
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetDiff:
+    """How a ResourceSet differs from an older one: names added or with a new version, names gone."""
+
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.removed)
+
+
+_NO_DIFF = SetDiff(changed=(), removed=())
+
+
 class ResourceSet(Mapping[str, Resource]):
     """The resources of one type, by name, immutable, with their version computed once.
 
@@ -30,7 +49,16 @@ class ResourceSet(Mapping[str, Resource]):
     every node's snapshot shares, so a mesh-wide change costs one set and one version hash, not one per node.
     """
 
-    __slots__ = ("__weakref__", "_by_name", "_verified", "_version")
+    __slots__ = (
+        "__weakref__",
+        "_by_name",
+        "_diffs",
+        "_names",
+        "_sotw_body",
+        "_verified",
+        "_version",
+        "_versions",
+    )
 
     def __init__(self, resources: Iterable[Resource] = ()) -> None:
         by_name: dict[str, Resource] = {}
@@ -46,9 +74,31 @@ class ResourceSet(Mapping[str, Resource]):
         # Target sets every reference of this set was already found in (consistency is checked once).
         # Keyed by id() because a Mapping is unhashable; the identity check below guards against reuse of ids.
         self._verified: weakref.WeakValueDictionary[int, ResourceSet] = weakref.WeakValueDictionary()
+        # id(older set) -> (a weak reference to it, the diff from it); see changes_since.
+        self._diffs: dict[int, tuple[weakref.ref[ResourceSet], SetDiff]] = {}
+        self._sotw_body: bytes | None = None
+        self._names: frozenset[str] | None = None
+        self._versions: Mapping[str, str] | None = None
 
     def __getitem__(self, name: str) -> Resource:
         return self._by_name[name]
+
+    # Straight to the dict: Mapping's generic versions go through __getitem__ and KeyError, and the
+    # serving path calls these for every name of every stream.
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def get(self, name: str, default: Resource | None = None) -> Resource | None:  # type: ignore[override]
+        return self._by_name.get(name, default)
+
+    def keys(self) -> KeysView[str]:
+        return self._by_name.keys()
+
+    def items(self) -> ItemsView[str, Resource]:
+        return self._by_name.items()
+
+    def values(self) -> ValuesView[Resource]:
+        return self._by_name.values()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._by_name)
@@ -62,6 +112,57 @@ class ResourceSet(Mapping[str, Resource]):
         if self._version is None:
             self._version = _digest((n, r.version) for n, r in self._by_name.items())
         return self._version
+
+    @property
+    def versions(self) -> Mapping[str, str]:
+        """Name -> version of every resource, built once and shared (read-only)."""
+        if self._versions is None:
+            self._versions = MappingProxyType({n: r.version for n, r in self._by_name.items()})
+        return self._versions
+
+    def share_names(self, names: frozenset[str]) -> frozenset[str]:
+        """`names`, or this set's own frozenset of its names when equal: streams that subscribe to every
+        name (as Envoy does to every EDS cluster's) then hold one shared set instead of a copy each."""
+        if len(names) != len(self._by_name):
+            return names
+        if self._names is None:
+            self._names = frozenset(self._by_name)
+        return self._names if names == self._names else names
+
+    @property
+    def sotw_body(self) -> bytes:
+        """Every resource's SotW fragment, concatenated once: the body of a response carrying the whole set,
+        shared by every stream that sends it."""
+        if self._sotw_body is None:
+            self._sotw_body = b"".join(r.sotw_fragment for r in self._by_name.values())
+        return self._sotw_body
+
+    def changes_since(self, older: ResourceSet) -> SetDiff:
+        """What differs from `older`: names added or changed in this set (sorted), names it lacks (sorted).
+
+        Computed once per pair and shared: every stream whose client holds `older` moves to this set by
+        looking only at the changed names, so a one-resource change costs each stream O(1), not O(set).
+        """
+        if older is self:
+            return _NO_DIFF
+        memo = self._diffs.get(id(older))
+        if memo is not None and memo[0]() is older:
+            return memo[1]
+        theirs = older._by_name
+        changed: list[str] = []
+        for name, resource in self._by_name.items():
+            before = theirs.get(name)
+            if before is not resource and (before is None or before.version != resource.version):
+                changed.append(name)
+        removed = [name for name in theirs if name not in self._by_name]
+        diff = SetDiff(changed=tuple(changed), removed=tuple(removed)) if changed or removed else _NO_DIFF
+        # Weak, so a diff never keeps an old set (and its resources) alive; ids of dead sets are pruned.
+        for key in [k for k, (ref, _) in self._diffs.items() if ref() is None]:
+            del self._diffs[key]
+        while len(self._diffs) >= _MAX_DIFFS:
+            del self._diffs[next(iter(self._diffs))]
+        self._diffs[id(older)] = (weakref.ref(older), diff)
+        return diff
 
     def subset_version(self, names: Collection[str]) -> str:
         return _digest((n, self._by_name[n].version) for n in sorted(names) if n in self._by_name)

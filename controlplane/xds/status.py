@@ -136,6 +136,10 @@ class StreamStatus:
             record = self._types[type_url] = _TypeRecord(type_url=type_url)
         return record
 
+    def record_subscribed(self, type_url: str) -> None:
+        """The client asked for this type: it is listed from now on (NOT_SENT until a response goes out)."""
+        self._get(type_url)
+
     def record_sent(
         self,
         type_url: str,
@@ -147,9 +151,11 @@ class StreamStatus:
         delta_changes: Mapping[str, str | None] | None = None,
     ) -> None:
         """`resources`: what the client should now hold, kept by reference (the caller does not mutate it,
-        or it is a live view); for delta, `delta_changes` is what this response changed (None: removed)."""
+        or it is a live view); for delta, `delta_changes` is what this response changed (None: removed),
+        applied to the ACKed set on ACK. SotW passes what the response carried (informational: a SotW ACK
+        means the client holds `resources`, which SotW never mutates)."""
         record = self._get(type_url)
-        if delta_changes is not None:
+        if delta_changes is not None and self.info.variant is Variant.DELTA:
             self._pending[nonce] = delta_changes
             while len(self._pending) > _MAX_PENDING:  # a client that never ACKs
                 del self._pending[next(iter(self._pending))]

@@ -8,6 +8,7 @@ import logging
 import re
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 import grpc
 
 from controlplane.xds import typeurls
-from controlplane.xds.cache import SnapshotSource
+from controlplane.xds.cache import SnapshotSource, SnapshotWatch
 from controlplane.xds.errors import InvalidRequestError
 from controlplane.xds.metrics import XdsMetrics
 from controlplane.xds.snapshot import Snapshot
@@ -36,13 +37,18 @@ class Push:
     type_url: str
     version: str
     nonce: str
-    data: bytes
+    # The encoded response in pieces (header, then resource fragments or a set's shared body): joined only
+    # once the push holds a permit, so a push to many streams never holds every stream's bytes at once.
+    parts: tuple[bytes, ...]
     # Names and versions the client holds for this type once it applies the response.
     holds: Mapping[str, str]
     resource_count: int
     removed: tuple[str, ...] = ()
-    # Delta: what this response changed (None: removed). SotW: None.
+    # Delta: what this response changed (None: removed). SotW: the resources it carried.
     changes: Mapping[str, str | None] | None = None
+
+    def encode(self) -> bytes:
+        return b"".join(self.parts)
 
 
 class Nonces:
@@ -126,6 +132,55 @@ def open_status_for(env: StreamEnv, variant: Variant, peer: str) -> OpenStatus:
     return open_status
 
 
+# Requests read ahead of the one being handled: enough to overlap reading with writing, bounded so a
+# flooding client only fills its own small buffer.
+_READ_AHEAD = 8
+
+
+class _Inbox:
+    """What woke a stream: requests read so far (in order), a newer snapshot, or the server closing.
+
+    Long-lived reader and watcher tasks feed it, so handling a request or a snapshot costs one wake-up,
+    not new tasks and an asyncio.wait over them every time.
+    """
+
+    def __init__(self) -> None:
+        self.requests: deque[Any] = deque()
+        self.snapshot_changed = False
+        self.news = asyncio.Event()
+        self.room = asyncio.Event()
+        self.room.set()
+
+    async def read(self, context: grpc.aio.ServicerContext[Any, bytes]) -> None:
+        """Read requests until EOF or an error, each passed on in order (the error as the last item)."""
+        while True:
+            if len(self.requests) >= _READ_AHEAD:
+                self.room.clear()
+                await self.room.wait()
+            try:
+                request = await context.read()
+            except Exception as exc:  # handed to the stream loop, which raises it
+                self.requests.append(_ReadFailed(exc))
+                self.news.set()
+                return
+            self.requests.append(request)
+            self.news.set()
+            if request is _EOF:
+                return
+
+    async def watch(self, watch: SnapshotWatch) -> None:
+        seen: Snapshot | None = None
+        while True:
+            seen = await watch.next(seen)
+            self.snapshot_changed = True
+            self.news.set()
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadFailed:
+    error: Exception
+
+
 async def serve_stream(
     machine: StreamMachine, context: grpc.aio.ServicerContext[Any, bytes], env: StreamEnv
 ) -> None:
@@ -137,31 +192,25 @@ async def serve_stream(
         # Tracked until the task itself ends, which for gRPC is after this handler returns.
         env.active.add(current)
         current.add_done_callback(env.active.discard)
-    read_task: asyncio.Task[Any] | None = None
-    snapshot_task: asyncio.Task[Snapshot] | None = None
+    inbox = _Inbox()
     closing_task = asyncio.create_task(env.closing.wait())
-    watch = None
+    closing_task.add_done_callback(lambda _: inbox.news.set())
+    tasks: list[asyncio.Task[Any]] = [closing_task, asyncio.create_task(inbox.read(context))]
+    watching = False
     try:
         while True:
-            if read_task is None:
-                read_task = asyncio.create_task(context.read())
-            waiting: set[asyncio.Task[Any]] = {read_task, closing_task}
-            if machine.node_id is not None:
-                if watch is None:
-                    watch = env.snapshots.watch(machine.node_id)
-                if snapshot_task is None:
-                    snapshot_task = asyncio.create_task(watch.next(machine.snapshot))
-                waiting.add(snapshot_task)
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            await inbox.news.wait()
+            inbox.news.clear()
             started = env.clock()
-            if closing_task in done:
+            if closing_task.done():
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "xDS server shutting down")
             pushes: list[Push] = []
-            if read_task in done:
-                request = read_task.result()
-                read_task = None
+            while inbox.requests:
+                request = inbox.requests.popleft()
                 if request is _EOF:
                     return
+                if isinstance(request, _ReadFailed):
+                    raise request.error
                 try:
                     pushes.extend(machine.on_request(request))
                 except InvalidRequestError as exc:
@@ -170,20 +219,24 @@ async def serve_stream(
                         "ending xDS stream: node=%s peer=%s: %s", machine.node_id, context.peer(), exc
                     )
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            if snapshot_task is not None and snapshot_task in done:
-                # The newest snapshot, which may be newer than the one that woke the task: never go back.
-                snapshot = env.snapshots.get(machine.node_id or "") or snapshot_task.result()
-                snapshot_task = None
-                pushes.extend(machine.on_snapshot(snapshot))
+            inbox.room.set()
+            if machine.node_id is not None and not watching:
+                watching = True
+                tasks.append(asyncio.create_task(inbox.watch(env.snapshots.watch(machine.node_id))))
+            if inbox.snapshot_changed:
+                inbox.snapshot_changed = False
+                # The newest snapshot, which may be newer than the one that woke the watcher: never go back.
+                snapshot = env.snapshots.get(machine.node_id or "")
+                if snapshot is not None and snapshot is not machine.snapshot:
+                    pushes.extend(machine.on_snapshot(snapshot))
             for push in pushes:
-                await _write(push, machine, context, env)
-                env.metrics.observe_push(push.type_url, variant, len(push.data), env.clock() - started)
+                size = await _write(push, machine, context, env)
+                env.metrics.observe_push(push.type_url, variant, size, env.clock() - started)
     finally:
         # Bookkeeping first: the awaits below may be interrupted by a second cancellation.
         env.metrics.connected.labels(variant).dec()
         if machine.status is not None:
             machine.status.close()
-        tasks = [t for t in (read_task, snapshot_task, closing_task) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -191,34 +244,49 @@ async def serve_stream(
 
 async def _write(
     push: Push, machine: StreamMachine, context: grpc.aio.ServicerContext[Any, bytes], env: StreamEnv
-) -> None:
-    write_task = asyncio.create_task(context.write(push.data))
+) -> int:
+    """Write one push; the bytes written."""
+    permits = env.push_permits
+    await permits.acquire()
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            permits.release()
+
+    # A client that does not read keeps its permit only this long, so it cannot starve the others; the
+    # write itself goes on without one.
+    timer = asyncio.get_running_loop().call_later(env.push_permit_timeout, release)
     try:
-        async with env.push_permits:
-            # A client that does not read keeps its permit only this long, so it cannot starve the others.
-            await asyncio.wait({write_task}, timeout=env.push_permit_timeout)
-        await write_task
+        # Encoded only now, holding a permit: at most max_concurrent_pushes responses are built at once.
+        data = push.encode()
+        size = len(data)
+        await context.write(data)
     finally:
-        if not write_task.done():
-            write_task.cancel()
-            await asyncio.gather(write_task, return_exceptions=True)
+        timer.cancel()
+        release()
     if machine.status is not None:
         machine.status.record_sent(
             push.type_url,
             version=push.version,
             nonce=push.nonce,
             resources=push.holds,
-            size=len(push.data),
+            size=size,
             delta_changes=push.changes,
         )
-    logger.info(
-        "xds push node=%s type=%s version=%s resources=%d removed=%d bytes=%d nonce=%s variant=%s",
-        machine.node_id,
-        typeurls.short_name(push.type_url),
-        push.version,
-        push.resource_count,
-        len(push.removed),
-        len(push.data),
-        push.nonce,
-        machine.variant.value,
-    )
+    # One line per stream and push is too many at INFO on a large mesh: the publisher logs each push once.
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "xds push node=%s type=%s version=%s resources=%d removed=%d bytes=%d nonce=%s variant=%s",
+            machine.node_id,
+            typeurls.short_name(push.type_url),
+            push.version,
+            push.resource_count,
+            len(push.removed),
+            size,
+            push.nonce,
+            machine.variant.value,
+        )
+    return size

@@ -17,6 +17,7 @@ from nodeagent.datapath.errors import DatapathUnavailableError, MapError, Progra
 
 BPF_ANY: Final = 0
 BPF_LINK_TYPE_CGROUP: Final = 3
+BPF_LINK_TYPE_NETNS: Final = 5
 _LINK_INFO_SIZE: Final = 128
 _MAP_INFO_SIZE: Final = 128
 
@@ -44,6 +45,19 @@ class LinkInfo(ctypes.Structure):
         ("prog_id", ctypes.c_uint32),
         ("_pad", ctypes.c_uint32),
         ("cgroup_id", ctypes.c_uint64),
+        ("attach_type", ctypes.c_uint32),
+    ]
+
+
+class NetnsLinkInfo(ctypes.Structure):
+    """Mirrors the head of `struct bpf_link_info` with its `netns` union member (uapi/linux/bpf.h)."""
+
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("prog_id", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+        ("netns_ino", ctypes.c_uint32),  # 0 once the namespace is gone (the link is then defunct)
         ("attach_type", ctypes.c_uint32),
     ]
 
@@ -117,12 +131,18 @@ class Libbpf:
             raise ProgramError(_fail("replace the program of a link", rc))
 
     def link_info(self, link_fd: int) -> LinkInfo:
+        return LinkInfo.from_buffer_copy(self._link_info(link_fd)[: ctypes.sizeof(LinkInfo)])
+
+    def netns_link_info(self, link_fd: int) -> NetnsLinkInfo:
+        return NetnsLinkInfo.from_buffer_copy(self._link_info(link_fd)[: ctypes.sizeof(NetnsLinkInfo)])
+
+    def _link_info(self, link_fd: int) -> bytes:
         buf = ctypes.create_string_buffer(_LINK_INFO_SIZE)
         size = ctypes.c_uint32(_LINK_INFO_SIZE)
         rc = self._lib.bpf_obj_get_info_by_fd(link_fd, buf, ctypes.byref(size))
         if rc < 0:
             raise ProgramError(_fail("link info", rc))
-        return LinkInfo.from_buffer_copy(buf.raw[: ctypes.sizeof(LinkInfo)])
+        return buf.raw
 
     def map_info(self, map_fd: int) -> MapInfo:
         buf = ctypes.create_string_buffer(_MAP_INFO_SIZE)

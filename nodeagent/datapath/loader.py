@@ -5,6 +5,8 @@ Pin layout under the pin directory (on bpffs):
     maps/<map name>          created by the first compile (BPF_TABLE_PINNED), reused by every later one
     progs/<hook>-<digest>    the loaded program; the digest covers its sources
     links/<hook>             the cgroup attachment; while pinned, the program stays attached with no process
+    links/inbound-netns-<c>  the inbound (sk_lookup) program's attachment to the pod netns with cookie <c>,
+                             made per pod by `NetnsHooks` (nodeagent.datapath.netnshooks)
 
 An agent that finds `links/<hook>` with a program of the same digest adopts it (no compile, no second attach);
 with another digest it compiles the new program and swaps it into the link atomically (`BPF_LINK_UPDATE`), so
@@ -24,6 +26,7 @@ from typing import Any
 from nodeagent.datapath.errors import DatapathUnavailableError, ProgramError
 from nodeagent.datapath.libbpf import BPF_LINK_TYPE_CGROUP, Libbpf
 from nodeagent.datapath.maps import DatapathMaps, maps_dir
+from nodeagent.datapath.netnshooks import NetnsHooks
 from nodeagent.datapath.programs import BPF_SOURCE_DIR, PROGRAMS, Hook, ProgramSpec, Target, source_digest
 
 log = logging.getLogger(__name__)
@@ -110,10 +113,15 @@ class Datapath:
     def open_maps(self) -> DatapathMaps:
         return DatapathMaps.open(self._lib, self.pin_dir)
 
+    def netns_hooks(self) -> NetnsHooks:
+        """The per-pod links of the inbound program (attach after `install`)."""
+        return NetnsHooks(pin_dir=self.pin_dir, lib=self._lib)
+
     def install(self, *, pods_cgroup: Path, envoy_cgroup: Path) -> InstallReport:
         """Attaches every program (connect4, sockops, getpeername4 to `pods_cgroup`; getsockopt to
-        `envoy_cgroup`), adopting pinned attachments. Idempotent. Blocking (bcc compiles ~0.5 s a
-        program): call it from a thread in async code."""
+        `envoy_cgroup`), adopting pinned attachments; loads and pins the inbound program, which
+        `netns_hooks()` attaches per pod (an upgrade swaps it into the existing per-pod links).
+        Idempotent. Blocking (bcc compiles ~0.5 s a program): call it from a thread in async code."""
         ensure_bpffs(self.pin_dir)
         for directory in (self.pin_dir, self._links, self._progs):
             directory.mkdir(parents=True, exist_ok=True)
@@ -129,6 +137,12 @@ class Datapath:
         try:
             for spec in PROGRAMS:
                 digest = source_digest(spec, self._source_dir)
+                if spec.target is Target.POD_NETNS:
+                    if (self._progs / f"{spec.hook}-{digest}").exists():
+                        adopted.add(spec.hook)
+                    else:
+                        to_load.append((spec, digest, None))
+                    continue
                 link_fd = self._lib.get_pinned(self._links / spec.hook)
                 if link_fd is not None:
                     self._check_link(spec, link_fd, targets[spec.target])
@@ -149,7 +163,13 @@ class Datapath:
         try:
             for program, link_fd in loaded:
                 self._pin_program(program)
-                if link_fd is None:
+                if program.spec.target is Target.POD_NETNS:
+                    # Loaded, attached per pod later; existing per-pod links get the new program now.
+                    current = f"{program.spec.hook}-{program.digest}"
+                    previous = any(pin.name != current for pin in self._progs.glob(f"{program.spec.hook}-*"))
+                    self.netns_hooks().replace_program(program.prog_fd)
+                    (replaced if previous else attached).add(program.spec.hook)
+                elif link_fd is None:
                     self._attach(program, targets[program.spec.target])
                     attached.add(program.spec.hook)
                 else:

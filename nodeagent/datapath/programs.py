@@ -18,6 +18,7 @@ class ProgType(IntEnum):
     SOCK_OPS = 13
     CGROUP_SOCK_ADDR = 18
     CGROUP_SOCKOPT = 25
+    SK_LOOKUP = 30
 
 
 class AttachType(IntEnum):
@@ -27,6 +28,7 @@ class AttachType(IntEnum):
     CGROUP_INET4_CONNECT = 10
     CGROUP_GETSOCKOPT = 21
     CGROUP_INET4_GETPEERNAME = 29
+    SK_LOOKUP = 36
 
 
 class Hook(StrEnum):
@@ -34,6 +36,7 @@ class Hook(StrEnum):
     SOCKOPS = "sockops"
     GETSOCKOPT = "getsockopt"
     GETPEERNAME4 = "getpeername4"
+    INBOUND = "inbound"
 
 
 class Target(StrEnum):
@@ -41,6 +44,9 @@ class Target(StrEnum):
 
     PODS = "pods"  # the cgroup holding the node's pods (in a cluster the cgroup v2 root)
     ENVOY = "envoy"  # the node Envoy's cgroup: only Envoy's sockets answer SO_ORIGINAL_DST
+    # Each meshed pod's network namespace (sk_lookup attaches per netns): loaded and pinned at install,
+    # attached per pod by the reconciler (nodeagent.datapath.netnshooks).
+    POD_NETNS = "pod-netns"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,6 +89,13 @@ PROGRAMS: Final[tuple[ProgramSpec, ...]] = (
         prog_type=ProgType.CGROUP_SOCK_ADDR,
         attach_type=AttachType.CGROUP_INET4_GETPEERNAME,
         target=Target.PODS,
+    ),
+    ProgramSpec(
+        hook=Hook.INBOUND,
+        function="nodemesh_inbound",
+        prog_type=ProgType.SK_LOOKUP,
+        attach_type=AttachType.SK_LOOKUP,
+        target=Target.POD_NETNS,
     ),
 )
 

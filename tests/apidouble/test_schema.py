@@ -84,3 +84,18 @@ def test_unknown_fields_are_pruned_and_reported() -> None:
 def test_validation_errors_name_the_field(spec: dict[str, Any], field: str, message: str) -> None:
     result = process(_widget(spec), SCHEMA)
     assert [(e.field, e.message) for e in result.errors] == [(field, message)]
+
+
+def test_a_schema_for_metadata_restricts_but_never_prunes_it() -> None:
+    # Generated CRDs declare `metadata: {type: object}`; the real server still keeps all of ObjectMeta.
+    restricted = SCHEMA | {
+        "properties": SCHEMA["properties"]
+        | {"metadata": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 3}}}}
+    }
+    obj = _widget({"size": 2}) | {"metadata": {"name": "w", "namespace": "default", "labels": {"a": "b"}}}
+    result = process(obj, restricted)
+    assert result.unknown_fields == ()
+    assert result.errors == ()
+    assert result.obj["metadata"] == {"name": "w", "namespace": "default", "labels": {"a": "b"}}
+    too_long = process(obj | {"metadata": {"name": "widget"}}, restricted)
+    assert [e.field for e in too_long.errors] == ["metadata.name"]

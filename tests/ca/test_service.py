@@ -25,6 +25,7 @@ from controlplane.ca.authorization import (
 from controlplane.ca.bundle import TrustBundle, verify_chain
 from controlplane.ca.errors import AuthenticatorUnavailableError
 from controlplane.ca.identity import SpiffeId
+from controlplane.ca.issued import IssuedCertificates
 from controlplane.ca.service import CertificateService
 from protos.nodemesh.v1alpha1 import certificate_pb2, certificate_pb2_grpc
 from tests.ca.builders import START, FakeClock, csr_pem, p256_key, pem_certs, tampered_csr_pem
@@ -39,6 +40,7 @@ class Harness:
     ca: CertificateAuthority
     clock: FakeClock
     registry: CollectorRegistry
+    issued: IssuedCertificates
 
     async def sign(
         self, *, token: str | None, node: str, spiffe_id: str, csr: bytes | None = None, ttl: int = 0
@@ -91,15 +93,36 @@ async def harness() -> AsyncIterator[Harness]:
     )
     placement = StaticPlacement({"node-a": [("shop", "web")], "node-b": [("data", "db")]})
     registry = CollectorRegistry()
+    issued = IssuedCertificates()
     service = CertificateService(
         signer=ca,
         authenticator=authenticator,
         placement=placement,
         trust_domain="cluster.local",
         registry=registry,
+        issued=issued,
     )
+    assert service.issued is issued
     async with serving(service) as stub:
-        yield Harness(stub=stub, ca=ca, clock=clock, registry=registry)
+        yield Harness(stub=stub, ca=ca, clock=clock, registry=registry, issued=issued)
+
+
+async def test_records_what_it_issued_per_node_and_identity(harness: Harness) -> None:
+    first = await harness.sign(token="token-a", node="node-a", spiffe_id=WEB, ttl=3600)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await harness.sign(token="token-a", node="node-a", spiffe_id=DB)  # not placed there: refused
+    harness.clock.advance(timedelta(minutes=30))
+    renewed = await harness.sign(token="token-a", node="node-a", spiffe_id=WEB, ttl=7200)
+    await harness.sign(token="token-b", node="node-b", spiffe_id=DB)
+    [web, db] = harness.issued.records()
+    leaf = pem_certs(list(renewed.cert_chain_pem))[0]
+    assert (web.node, str(web.spiffe_id), web.serial) == ("node-a", WEB, leaf.serial_number)
+    assert web.serial != pem_certs(list(first.cert_chain_pem))[0].serial_number  # the renewal replaced it
+    assert web.not_after == renewed.not_after.ToDatetime(tzinfo=START.tzinfo)
+    assert web.not_before == renewed.not_before.ToDatetime(tzinfo=START.tzinfo)
+    assert (db.node, str(db.spiffe_id)) == ("node-b", DB)
+    assert harness.issued.for_node("node-b") == (db,)
+    assert "PRIVATE" not in str(web.to_document()) and "BEGIN" not in str(web.to_document())
 
 
 async def test_issues_a_certificate_for_a_pod_on_the_callers_node(harness: Harness) -> None:

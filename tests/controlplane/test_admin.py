@@ -7,6 +7,9 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from controlplane.admin import AdminError, AdminServer
+from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.configdump import ConfigDump
+from tests.xds import builders as b
 
 
 async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
@@ -47,3 +50,42 @@ async def test_port_in_use_is_a_clear_error() -> None:
         second = AdminServer(address=f"127.0.0.1:{first.port}", registry=registry, readiness=asyncio.Event())
         with pytest.raises(AdminError, match="cannot listen"):
             await second.__aenter__()
+
+
+async def test_debug_config_serves_a_nodes_resources_and_clear_errors() -> None:
+    cache = SnapshotCache()
+    cache.set_snapshot("node-a", b.mesh(cache.pool, {"c1": (1,)}))
+    async with (
+        AdminServer(
+            address="127.0.0.1:0",
+            registry=CollectorRegistry(),
+            readiness=asyncio.Event(),
+            config=ConfigDump(snapshots=cache),
+        ) as admin,
+        aiohttp.ClientSession() as session,
+    ):
+        async with session.get(
+            admin.url + "/debug/config", params={"node": "node-a", "type": "eds"}
+        ) as response:
+            assert response.status == 200
+            document = await response.json()
+        assert document["node"] == "node-a"
+        assert [e["name"] for e in document["resources"]] == ["c1"]
+        assert document["resources"][0]["resource"]["cluster_name"] == "c1"
+        async with session.get(
+            admin.url + "/debug/config", params={"node": "nope", "type": "eds"}
+        ) as response:
+            assert response.status == 404
+            assert "node-a" in (await response.json())["error"]
+        async with session.get(admin.url + "/debug/config", params={"node": "node-a"}) as response:
+            assert response.status == 400
+        _, body = await get(session, admin.url + "/debug")
+        assert "/debug/config" in body
+
+
+async def test_debug_config_is_absent_without_a_config_view() -> None:
+    async with (
+        AdminServer(address="127.0.0.1:0", registry=CollectorRegistry(), readiness=asyncio.Event()) as admin,
+        aiohttp.ClientSession() as session,
+    ):
+        assert (await get(session, admin.url + "/debug/config?node=a&type=cds"))[0] == 404

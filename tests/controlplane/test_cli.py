@@ -6,7 +6,7 @@ import pytest
 
 from controlplane import cli
 from controlplane.logs import LogFormat
-from controlplane.settings import SourceKind
+from controlplane.settings import SourceKind, SourceSpec
 
 
 def test_defaults_and_repeatable_listen_addresses() -> None:
@@ -36,7 +36,8 @@ def test_defaults_and_repeatable_listen_addresses() -> None:
     ("argv", "message"),
     [
         (["--source", "git:x"], "unknown kind 'git'"),
-        (["--source", "dir:"], "expected one of dir:PATH"),
+        (["--source", "dir:"], "dir needs a path"),
+        (["--source", "files:"], "files needs a path"),
         (["--source", "dir:x", "--xds-listen", "localhost"], "expected host:port"),
         (["--source", "dir:x", "--admin-listen", "h:99999"], "expected host:port"),
         (["--source", "dir:x", "--debounce-quiet", "2", "--debounce-max", "1"], "--debounce-max"),
@@ -57,7 +58,8 @@ def test_help_explains_the_source_and_has_an_example(capsys: pytest.CaptureFixtu
         cli.parse_settings(["--help"])
     text = capsys.readouterr().out
     assert "nodes/<node-id>/*.yaml" in text
-    assert "example:" in text
+    assert "kube:KUBECONFIG" in text and "files:DIR" in text
+    assert "examples:" in text
     assert "--xds-listen" in text
 
 
@@ -67,3 +69,27 @@ def test_missing_source_directory_fails_before_listening(
     code = cli.main(["--source", f"dir:{tmp_path / 'nope'}", "--admin-listen", "127.0.0.1:0"])
     assert code == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "path"),
+    [
+        ("kube", SourceKind.KUBE, None),
+        ("kube:/etc/kubeconfig", SourceKind.KUBE, Path("/etc/kubeconfig")),
+        ("files:/srv/mesh", SourceKind.FILES, Path("/srv/mesh")),
+        ("dir:raw", SourceKind.DIR, Path("raw")),
+    ],
+)
+def test_source_forms(text: str, kind: SourceKind, path: Path | None) -> None:
+    spec = SourceSpec.parse(text)
+    assert (spec.kind, spec.path) == (kind, path)
+    assert str(spec) == text
+
+
+def test_ca_flags_reach_the_settings(tmp_path: Path) -> None:
+    settings = cli.parse_settings(
+        ["--source", "kube", "--ca-file", str(tmp_path / "ca.pem"), "--node-tokens", str(tmp_path / "t")]
+    )
+    assert settings.ca_file == tmp_path / "ca.pem"
+    assert settings.node_tokens == tmp_path / "t"
+    assert settings.trust_domain == "cluster.local"

@@ -41,7 +41,8 @@ def test_bootstrap_points_ads_at_the_control_plane(delta: bool, api_type: str) -
     )
     proto = _as_proto(bootstrap)
     assert proto.node.id == "node-a"
-    assert proto.node.cluster == "nodemesh"
+    assert proto.node.cluster == "nodemesh-envoy"
+    assert proto.node.metadata.fields["nodemesh.io/kind"].string_value == "envoy"
     assert proto.node.metadata.fields["nodemesh.io/node"].string_value == "node-a"
     ads = proto.dynamic_resources.ads_config
     assert bootstrap["dynamic_resources"]["ads_config"]["api_type"] == api_type
@@ -128,11 +129,20 @@ def test_cli_bad_address_is_a_clear_error(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_cli_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["--help"])
-    assert exit_info.value.code == 0
+    assert cli.main(["--help"]) == 0  # argparse's SystemExit becomes a return code
     help_text = capsys.readouterr().out
     assert "bootstrap" in help_text
     assert "examples:" in help_text
     assert cli.main(["version"]) == 0
     assert capsys.readouterr().out.startswith("meshctl ")
+
+
+def test_bootstrap_enables_internal_listeners_and_reaches_the_agents_sds() -> None:
+    bootstrap = build_bootstrap(
+        node="n", controlplane=ControlPlaneAddress.parse("127.0.0.1:1"), sds_socket="/run/nm/sds.sock"
+    )
+    (extension,) = bootstrap["bootstrap_extensions"]
+    assert extension["name"] == "envoy.bootstrap.internal_listener"
+    sds = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}["nodemesh_sds"]
+    (group,) = sds["load_assignment"]["endpoints"]
+    assert group["lb_endpoints"][0]["endpoint"]["address"] == {"pipe": {"path": "/run/nm/sds.sock"}}

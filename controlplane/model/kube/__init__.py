@@ -22,6 +22,7 @@ from controlplane.model.kube.core import (
 from controlplane.model.kube.fields import JSON, Reader
 from controlplane.model.kube.policy import convert_traffic_policy
 from controlplane.model.kube.routes import convert_grpc_route, convert_http_route
+from controlplane.model.kube.security import convert_authorization_policy, convert_peer_authentication
 from controlplane.model.objects import MeshObject
 from controlplane.model.refs import CLUSTER_SCOPED, Kind, ObjectRef
 
@@ -29,7 +30,8 @@ _DNS_SUBDOMAIN: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-
 _DNS_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 ClusterConverter = Callable[[Reader, JSON, JSON, str], MeshObject]
-NamespacedConverter = Callable[[Reader, JSON, JSON, str, str], MeshObject]
+# A converter may return None only for a fail-closed kind (nothing to stand in for the rejected object).
+NamespacedConverter = Callable[[Reader, JSON, JSON, str, str], MeshObject | None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +42,9 @@ class _KindSpec:
     unknown: Severity | None
     cluster: ClusterConverter | None = None
     namespaced: NamespacedConverter | None = None
+    # Security policies: an object with errors is still returned, as the fail-closed stand-in its
+    # converter builds, so a bad policy denies rather than allows (and replaces an earlier valid version).
+    fail_closed: bool = False
 
 
 # (API group, kind) -> how to convert it; "" is the core group.
@@ -73,13 +78,28 @@ _KINDS: Final[dict[tuple[str, str], _KindSpec]] = {
         unknown=Severity.ERROR,
         namespaced=convert_traffic_policy,
     ),
+    ("nodemesh.io", "AuthorizationPolicy"): _KindSpec(
+        kind=Kind.AUTHORIZATION_POLICY,
+        versions=frozenset({"v1alpha1"}),
+        unknown=Severity.ERROR,
+        namespaced=convert_authorization_policy,
+        fail_closed=True,
+    ),
+    ("nodemesh.io", "PeerAuthentication"): _KindSpec(
+        kind=Kind.PEER_AUTHENTICATION,
+        versions=frozenset({"v1alpha1"}),
+        unknown=Severity.ERROR,
+        namespaced=convert_peer_authentication,
+        fail_closed=True,
+    ),
 }
 _TOP_LEVEL: Final = ("apiVersion", "kind", "metadata", "spec", "status")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConversionResult:
-    # None when the kind is not the mesh's (ignored) or the object has errors.
+    # None when the kind is not the mesh's (ignored) or the object has errors, except for fail-closed
+    # kinds (AuthorizationPolicy, PeerAuthentication): with errors, obj is their rejected stand-in.
     obj: MeshObject | None = None
     # What the input says it is, when it says (so a source can keep an earlier valid version of it).
     ref: ObjectRef | None = None
@@ -139,13 +159,15 @@ def convert(obj: object, *, default_namespace: str = "default") -> ConversionRes
         _check_name(reader, meta, "namespace", _DNS_LABEL)
     if reader.failed:
         return ConversionResult(ref=ref if ref.name else None, diagnostics=tuple(reader.diagnostics))
+    converted: MeshObject | None
     if spec.cluster is not None:
         converted = spec.cluster(reader, obj, meta, ref.name)
     else:
         assert spec.namespaced is not None
         converted = spec.namespaced(reader, obj, meta, namespace, ref.name)
     diagnostics = tuple(reader.diagnostics)
-    return ConversionResult(obj=None if reader.failed else converted, ref=ref, diagnostics=diagnostics)
+    keep = not reader.failed or spec.fail_closed
+    return ConversionResult(obj=converted if keep else None, ref=ref, diagnostics=diagnostics)
 
 
 def _check_name(reader: Reader, meta: JSON, key: str, pattern: re.Pattern[str]) -> None:

@@ -1,4 +1,8 @@
 """The Kubernetes source: generic informers (list + watch) over kubernetes-asyncio, and status writes.
 
+Modules: `client` (the connection), `resources`, `informer` (one kind's list + watch), `kinds` (the kinds
+the mesh reads), `projection` (informer events to model events), `source` (`KubeSource`: every kind, one
+TaskGroup), `status` (one resource's `/status` PATCH), `writeback` (the status reporter's patcher).
+
 This package is the only importer of kubernetes-asyncio in the control plane.
 """

@@ -1,0 +1,160 @@
+"""The outbound listener: the original destination picks the Service port's chain (GAMMA binds by
+ClusterIP:port), the source IP picks a consumer namespace's chain, and everything else passes through."""
+
+from __future__ import annotations
+
+import pytest
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+
+from controlplane.model.objects import MeshObject
+from controlplane.translate import naming
+from controlplane.translate.translator import Translator, translate_node
+from tests.translate.builders import (
+    backend,
+    http_port,
+    http_route,
+    mesh,
+    namespace,
+    node,
+    parent,
+    pod,
+    rule,
+    service,
+    tcp_port,
+)
+from tests.translate.chains import action_names, chain_for
+from tests.translate.sample import sample_mesh
+
+
+def _listener(node_name: str = "node-a") -> listener_pb2.Listener:
+    listener = translate_node(sample_mesh(), node_name).listeners["outbound"]
+    return listener
+
+
+def test_listener_basics() -> None:
+    listener = _listener()
+    assert listener.name == naming.OUTBOUND_LISTENER
+    assert listener.address.socket_address.address == "10.0.0.1"
+    assert listener.address.socket_address.port_value == 15001
+    assert [f.name for f in listener.listener_filters] == [naming.ORIGINAL_DST_FILTER]
+    assert listener.default_filter_chain.name == naming.PASSTHROUGH
+    names = [c.name for c in listener.filter_chains]
+    assert len(names) == len(set(names))
+    assert action_names(listener.filter_chain_matcher) <= set(names)
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "port", "chain"),
+    [
+        # HTTP and TCP Service ports by ClusterIP:port.
+        ("10.1.0.20", "10.96.0.10", 80, "shop/reviews:80"),
+        ("10.1.0.20", "10.96.0.40", 5432, "db/postgres:5432"),
+        ("10.1.0.20", "10.96.0.50", 9000, "web/frontend:9000"),
+        ("10.1.0.20", "10.96.0.20", 9090, "shop/ratings:9090"),
+        # A ClusterIP on a port the Service does not have, a pod IP, anything else: passthrough.
+        ("10.1.0.20", "10.96.0.10", 8080, naming.PASSTHROUGH),
+        ("10.1.0.20", "10.1.0.21", 8080, naming.PASSTHROUGH),
+        ("10.1.0.20", "192.0.2.1", 443, naming.PASSTHROUGH),
+        # A client in web (consumer routes for shop/reviews) gets web's chain for that port only.
+        ("10.1.0.10", "10.96.0.10", 80, "shop/reviews:80@web"),
+        ("10.1.0.10", "10.96.0.11", 80, "shop/reviews-v1:80"),
+        ("10.1.0.10", "10.1.0.20", 8080, naming.PASSTHROUGH),
+        # A pod calling a Service that selects itself goes through that Service's chain too.
+        ("10.1.0.20", "10.96.0.11", 80, "shop/reviews-v1:80"),
+    ],
+)
+def test_chain_selection(src: str, dst: str, port: int, chain: str) -> None:
+    assert chain_for(_listener(), src=src, dst=dst, port=port) == chain
+
+
+def test_consumer_chain_only_on_nodes_with_clients_of_that_namespace() -> None:
+    objects: list[MeshObject] = [
+        namespace("shop"),
+        namespace("web"),
+        node("node-a", "10.0.0.1"),
+        node("node-b", "10.0.0.2"),
+        pod("web", "client", "node-a", "10.1.0.10"),
+        pod("shop", "server", "node-b", "10.1.0.20"),
+        service("shop", "api", "10.96.0.1", http_port(80)),
+        http_route("web", "api-for-web", parent("shop", "api"), rule(backend("shop", "api"))),
+    ]
+    m = mesh(*objects)
+    translator = Translator()
+    a = translator.translate_node(m, "node-a")
+    b = translator.translate_node(m, "node-b")
+    assert [c.name for c in a.listeners["outbound"].filter_chains] == ["shop/api:80", "shop/api:80@web"]
+    assert [c.name for c in b.listeners["outbound"].filter_chains] == ["shop/api:80"]
+    assert sorted(a.route_configs) == ["shop/api:80", "shop/api:80@web"]
+    assert sorted(b.route_configs) == ["shop/api:80"]
+    # The consumer's chain applies to its own clients; others on the node keep the producer chain.
+    assert chain_for(a.listeners["outbound"], src="10.1.0.10", dst="10.96.0.1", port=80) == "shop/api:80@web"
+    assert chain_for(a.listeners["outbound"], src="10.1.0.99", dst="10.96.0.1", port=80) == "shop/api:80"
+
+
+def test_http_chain_uses_rds_and_tcp_chain_proxies_to_the_cluster() -> None:
+    chains = {c.name: c for c in _listener().filter_chains}
+    # Every Service chain first hands the client's address on (hbone_originate picks its identity by it).
+    source, http_filter = chains["shop/reviews:80"].filters
+    assert source.name == naming.SET_FILTER_STATE_NETWORK
+    hcm = hcm_pb2.HttpConnectionManager()
+    assert http_filter.typed_config.Unpack(hcm)
+    assert hcm.rds.route_config_name == "shop/reviews:80"
+    assert hcm.rds.config_source.HasField("ads")
+    assert [f.name for f in hcm.http_filters] == [naming.FAULT_FILTER, naming.ROUTER_FILTER]
+    source, tcp_filter = chains["db/postgres:5432"].filters
+    assert source.name == naming.SET_FILTER_STATE_NETWORK
+    proxy = tcp_proxy_pb2.TcpProxy()
+    assert tcp_filter.typed_config.Unpack(proxy)
+    assert proxy.cluster == "db/postgres:5432"
+    (passthrough,) = _listener().default_filter_chain.filters
+    assert passthrough.typed_config.Unpack(proxy)
+    assert proxy.cluster == naming.PASSTHROUGH
+
+
+def test_headless_service_gets_cluster_but_no_chain() -> None:
+    m = mesh(namespace("shop"), node("n", "10.0.0.1"), service("shop", "db", None, tcp_port(5432)))
+    config = translate_node(m, "n")
+    assert sorted(config.clusters) == [
+        "inbound_http",
+        "inbound_pod",
+        "inbound_tcp",
+        "passthrough",
+        "shop/db:5432",
+    ]
+    assert list(config.listeners["outbound"].filter_chains) == []
+    assert not config.service_vips
+
+
+def test_dual_stack_service_selects_one_chain_from_both_ips() -> None:
+    svc = service("shop", "api", None, http_port(80))
+    svc = type(svc)(namespace="shop", name="api", cluster_ips=("10.96.0.1", "fd00::1"), ports=svc.ports)
+    listener = translate_node(mesh(namespace("shop"), node("n", "10.0.0.1"), svc), "n").listeners["outbound"]
+    assert [c.name for c in listener.filter_chains] == ["shop/api:80"]
+    assert chain_for(listener, src="10.1.0.1", dst="fd00::1", port=80) == "shop/api:80"
+    assert chain_for(listener, src="10.1.0.1", dst="10.96.0.1", port=80) == "shop/api:80"
+
+
+def test_node_without_internal_ip_binds_every_address() -> None:
+    config = translate_node(sample_mesh(), "node-unknown")
+    assert config.listeners["outbound"].address.socket_address.address == "0.0.0.0"
+    assert any(
+        d.reason == "InvalidAddress" and d.ref is not None and d.ref.name == "node-unknown"
+        for d in config.diagnostics
+    )
+
+
+def test_two_services_claiming_one_cluster_ip_first_keeps_it() -> None:
+    m = mesh(
+        namespace("shop"),
+        node("n", "10.0.0.1"),
+        service("shop", "a", "10.96.0.1", tcp_port(80)),
+        service("shop", "b", "10.96.0.1", tcp_port(80)),
+    )
+    config = translate_node(m, "n")
+    listener = config.listeners["outbound"]
+    assert chain_for(listener, src="10.1.0.1", dst="10.96.0.1", port=80) == "shop/a:80"
+    assert [(str(d.ref), d.field, d.reason.value) for d in config.diagnostics] == [
+        ("Service/shop/b", "spec.clusterIPs", "Conflict")
+    ]
