@@ -78,6 +78,17 @@ async def test_envoy_validates_translated_config(node: str, envoy_binary: str, t
     assert f"configuration '{path}' OK" in out
 
 
+async def test_envoy_validates_the_config_of_a_mesh_without_services(
+    envoy_binary: str, tmp_path: Path
+) -> None:
+    # A node joins before any Service exists: its outbound listener has no destinations to match on.
+    config = Translator().translate_node(mesh(node("node-1", "127.0.0.1")), "node-1")
+    path = tmp_path / "bootstrap.json"
+    path.write_text(json.dumps(static_bootstrap(config), indent=1))
+    code, out = await _validate(envoy_binary, path)
+    assert code == 0, f"Envoy rejected the config of an empty mesh:\n{out[-3000:]}"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -130,6 +130,9 @@ def destination_tree(targets: Sequence[ChainTarget]) -> matcher_pb2.Matcher:
         for ip in t.ips:
             by_ip.setdefault(ip, {})[t.port] = t.chain
     tree = matcher_pb2.Matcher()
+    if not by_ip:
+        # Envoy rejects a tree without a map: with no destinations, no matcher at all (the default chain).
+        return tree
     tree.matcher_tree.input.CopyFrom(_dst_ip())
     for ip in sorted(by_ip):
         ports = matcher_pb2.Matcher()
@@ -200,7 +203,8 @@ def fill_filter_chain_matcher(
         entry = out.matcher_list.matchers.add()
         entry.predicate.CopyFrom(_consumer_predicate(selector))
         entry.on_match.matcher.CopyFrom(destination_tree(selector.targets))
-    out.on_no_match.matcher.CopyFrom(tree)
+    if tree.ByteSize():
+        out.on_no_match.matcher.CopyFrom(tree)
 
 
 def build_outbound_listener(
@@ -223,7 +227,7 @@ def build_outbound_listener(
         filter_chains=chains,
         default_filter_chain=build_passthrough_chain(),
     )
-    if matcher is not None:
+    if matcher is not None and matcher.ByteSize():
         listener.filter_chain_matcher.CopyFrom(matcher)
     return listener
 
@@ -245,4 +249,6 @@ def bind_outbound_listener(
     if consumer_chains:
         listener.filter_chains.extend(consumer_chains)
     fill_filter_chain_matcher(listener.filter_chain_matcher, tree, consumers)
+    if not listener.filter_chain_matcher.ByteSize():
+        listener.ClearField("filter_chain_matcher")
     return listener

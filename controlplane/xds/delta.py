@@ -234,7 +234,7 @@ class DeltaStream(StreamMachine):
             type_url=type_url,
             version=basis,
             nonce=nonce,
-            parts=(header.SerializeToString(), *(r.delta_fragment for r in sending)),
+            parts=(header.SerializeToString(), *(part for r in sending for part in r.delta_parts)),
             holds=MappingProxyType(state.known),
             resource_count=len(sending),
             removed=tuple(sorted(removed)),

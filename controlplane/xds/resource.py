@@ -35,14 +35,32 @@ class Resource:
     any_bytes: bytes
     # Names of resources of REF_TARGETS[type_url] this one depends on.
     refs: frozenset[str]
-    # DiscoveryResponse(resources=[any]) encoded, for SotW responses.
-    sotw_fragment: bytes
-    # DeltaDiscoveryResponse(resources=[Resource(name, version, any)]) encoded, for delta responses.
-    delta_fragment: bytes
+    # The wire fragments around `any_bytes`, kept apart so the (possibly large) Any is stored once:
+    # `sotw_parts` encodes DiscoveryResponse(resources=[any]), `delta_parts`
+    # DeltaDiscoveryResponse(resources=[Resource(name, version, any)]).
+    sotw_prefix: bytes
+    delta_prefix: bytes
+    delta_suffix: bytes
 
     @property
     def size(self) -> int:
         return len(self.any_bytes)
+
+    @property
+    def sotw_parts(self) -> tuple[bytes, bytes]:
+        return (self.sotw_prefix, self.any_bytes)
+
+    @property
+    def delta_parts(self) -> tuple[bytes, bytes, bytes]:
+        return (self.delta_prefix, self.any_bytes, self.delta_suffix)
+
+    @property
+    def sotw_fragment(self) -> bytes:
+        return b"".join(self.sotw_parts)
+
+    @property
+    def delta_fragment(self) -> bytes:
+        return b"".join(self.delta_parts)
 
     def to_any(self) -> any_pb2.Any:
         return any_pb2.Any.FromString(self.any_bytes)
@@ -94,29 +112,52 @@ def resource_refs(message: Message) -> frozenset[str]:
     return frozenset()
 
 
-def _pack(message: Message, type_url: str | None, name: str | None) -> tuple[str, str, any_pb2.Any, bytes]:
+def _pack(message: Message, type_url: str | None, name: str | None) -> tuple[str, str, bytes]:
     type_url = type_url or typeurls.type_url_of(message)
     if type_url not in typeurls.KNOWN_TYPES:
         raise UnknownTypeUrlError(type_url)
     name = resource_name(message) if name is None else name
     packed = any_pb2.Any(type_url=type_url, value=message.SerializeToString(deterministic=True))
-    return type_url, name, packed, packed.SerializeToString(deterministic=True)
+    return type_url, name, packed.SerializeToString(deterministic=True)
 
 
-def _encode(message: Message, type_url: str, name: str, packed: any_pb2.Any, any_bytes: bytes) -> Resource:
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _len_field(number: int, payload: int) -> bytes:
+    """The tag and length of a length-delimited field (wire type 2) whose payload is `payload` bytes."""
+    return _varint(number << 3 | 2) + _varint(payload)
+
+
+# Field numbers from the descriptors, not from memory.
+_SOTW_RESOURCES = discovery_pb2.DiscoveryResponse.DESCRIPTOR.fields_by_name["resources"].number
+_DELTA_RESOURCES = discovery_pb2.DeltaDiscoveryResponse.DESCRIPTOR.fields_by_name["resources"].number
+_RESOURCE_FIELDS = discovery_pb2.Resource.DESCRIPTOR.fields_by_name
+_VERSION, _BODY, _NAME = (_RESOURCE_FIELDS[f].number for f in ("version", "resource", "name"))
+
+
+def _encode(message: Message, type_url: str, name: str, any_bytes: bytes) -> Resource:
     version = hashlib.sha256(name.encode() + b"\0" + any_bytes).hexdigest()[:16]
-    sotw = discovery_pb2.DiscoveryResponse(resources=[packed]).SerializeToString(deterministic=True)
-    delta = discovery_pb2.DeltaDiscoveryResponse(
-        resources=[discovery_pb2.Resource(name=name, version=version, resource=packed)]
-    ).SerializeToString(deterministic=True)
+    # Fields in number order (version, resource, name), as deterministic serialization writes them.
+    version_field = _len_field(_VERSION, len(version)) + version.encode()
+    body_head = _len_field(_BODY, len(any_bytes))
+    name_field = _len_field(_NAME, len(name.encode())) + name.encode()
+    inner = len(version_field) + len(body_head) + len(any_bytes) + len(name_field)
     return Resource(
         type_url=type_url,
         name=name,
         version=version,
         any_bytes=any_bytes,
         refs=resource_refs(message),
-        sotw_fragment=sotw,
-        delta_fragment=delta,
+        sotw_prefix=_len_field(_SOTW_RESOURCES, len(any_bytes)),
+        delta_prefix=_len_field(_DELTA_RESOURCES, inner) + version_field + body_head,
+        delta_suffix=name_field,
     )
 
 
@@ -137,12 +178,12 @@ class ResourcePool:
         )
 
     def intern(self, message: Message, type_url: str | None = None, *, name: str | None = None) -> Resource:
-        type_url, name, packed, any_bytes = _pack(message, type_url, name)
+        type_url, name, any_bytes = _pack(message, type_url, name)
         key = (type_url, name, hashlib.sha256(any_bytes).digest())
         existing = self._by_key.get(key)
         if existing is not None:
             return existing
-        created = _encode(message, type_url, name, packed, any_bytes)
+        created = _encode(message, type_url, name, any_bytes)
         self._by_key[key] = created
         return created
 

@@ -54,7 +54,8 @@ class ResourceSet(Mapping[str, Resource]):
         "_by_name",
         "_diffs",
         "_names",
-        "_sotw_body",
+        "_size",
+        "_sotw_parts",
         "_verified",
         "_version",
         "_versions",
@@ -76,9 +77,10 @@ class ResourceSet(Mapping[str, Resource]):
         self._verified: weakref.WeakValueDictionary[int, ResourceSet] = weakref.WeakValueDictionary()
         # id(older set) -> (a weak reference to it, the diff from it); see changes_since.
         self._diffs: dict[int, tuple[weakref.ref[ResourceSet], SetDiff]] = {}
-        self._sotw_body: bytes | None = None
+        self._sotw_parts: tuple[bytes, ...] | None = None
         self._names: frozenset[str] | None = None
         self._versions: Mapping[str, str] | None = None
+        self._size: int | None = None
 
     def __getitem__(self, name: str) -> Resource:
         return self._by_name[name]
@@ -120,6 +122,13 @@ class ResourceSet(Mapping[str, Resource]):
             self._versions = MappingProxyType({n: r.version for n, r in self._by_name.items()})
         return self._versions
 
+    @property
+    def size(self) -> int:
+        """Encoded bytes of every resource, summed once (a set shared by every node is counted once)."""
+        if self._size is None:
+            self._size = sum(len(r.any_bytes) for r in self._by_name.values())
+        return self._size
+
     def share_names(self, names: frozenset[str]) -> frozenset[str]:
         """`names`, or this set's own frozenset of its names when equal: streams that subscribe to every
         name (as Envoy does to every EDS cluster's) then hold one shared set instead of a copy each."""
@@ -130,12 +139,12 @@ class ResourceSet(Mapping[str, Resource]):
         return self._names if names == self._names else names
 
     @property
-    def sotw_body(self) -> bytes:
-        """Every resource's SotW fragment, concatenated once: the body of a response carrying the whole set,
-        shared by every stream that sends it."""
-        if self._sotw_body is None:
-            self._sotw_body = b"".join(r.sotw_fragment for r in self._by_name.values())
-        return self._sotw_body
+    def sotw_parts(self) -> tuple[bytes, ...]:
+        """Every resource's SotW parts in order: the body of a response carrying the whole set, listed once
+        and shared by every stream that sends it (references to the resources' bytes, not copies)."""
+        if self._sotw_parts is None:
+            self._sotw_parts = tuple(part for r in self._by_name.values() for part in r.sotw_parts)
+        return self._sotw_parts
 
     def changes_since(self, older: ResourceSet) -> SetDiff:
         """What differs from `older`: names added or changed in this set (sorted), names it lacks (sorted).
@@ -204,6 +213,11 @@ class Snapshot:
     @cached_property
     def version(self) -> str:
         return _digest((type_url, named.version) for type_url, named in self.resources.items())
+
+    @cached_property
+    def size(self) -> int:
+        """Encoded bytes of every resource of the snapshot: what a proxy holding all of it was sent."""
+        return sum(named.size for named in self.resources.values())
 
     def type_version(self, type_url: str, names: Collection[str] | None = None) -> str:
         """A hash of the sorted (name, version) pairs of a type (or of the given names present in it).

@@ -138,7 +138,9 @@ class SotwStream(StreamMachine):
         elif nonce and state.nonce is not None:
             if nonce != state.nonce:
                 logger.debug("stale nonce node=%s type=%s nonce=%s", self.node_id, type_url, nonce)
-                return []
+                # Ignored for its own sake, but a snapshot newer than the stream had seen is news for every
+                # type: the stream loop will not offer this one again.
+                return self._respond(set(self._types)) if refreshed else []
             self._ack_or_nack(type_url, state, request)
         fingerprint = _names_fingerprint(request)  # consumes the request: nothing but names read below
         if state.requested and fingerprint == state.names_fingerprint:
@@ -227,7 +229,7 @@ class SotwStream(StreamMachine):
             state,
             named,
             held=updated,
-            body=tuple(r.sotw_fragment for r in carried),
+            body=tuple(part for r in carried for part in r.sotw_parts),
             carried={r.name: r.version for r in carried},
         )
 
@@ -248,7 +250,7 @@ class SotwStream(StreamMachine):
             self._rewarm_endpoints(chosen, previous or {})
         # The whole set (chosen is a subset of it, in the same sorted order): its body is built once.
         whole = len(contents) == len(named)
-        body = (named.sotw_body,) if whole else tuple(r.sotw_fragment for r in chosen.values())
+        body = named.sotw_parts if whole else tuple(part for r in chosen.values() for part in r.sotw_parts)
         return self._push(type_url, state, named, held=contents, body=body, carried=contents)
 
     def _push(

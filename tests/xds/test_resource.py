@@ -93,3 +93,18 @@ def test_concatenated_delta_fragments_parse_as_the_normal_response() -> None:
         ],
     )
     assert discovery_pb2.DeltaDiscoveryResponse.FromString(wire) == expected
+
+
+def test_fragments_are_byte_identical_to_protobuf_encoding() -> None:
+    # The fragments are built by hand around the shared Any bytes (stored once); they must be exactly what
+    # protobuf's deterministic serialization writes, for small and for large (multi-byte length) resources.
+    pool = ResourcePool()
+    for resource in (pool.intern(b.eds_cluster("a")), pool.intern(b.eds_cluster("big", padding=20_000))):
+        packed = any_pb2.Any.FromString(resource.any_bytes)
+        sotw = discovery_pb2.DiscoveryResponse(resources=[packed]).SerializeToString(deterministic=True)
+        delta = discovery_pb2.DeltaDiscoveryResponse(
+            resources=[discovery_pb2.Resource(name=resource.name, version=resource.version, resource=packed)]
+        ).SerializeToString(deterministic=True)
+        assert resource.sotw_fragment == sotw
+        assert resource.delta_fragment == delta
+        assert resource.sotw_parts[1] is resource.any_bytes
