@@ -17,6 +17,13 @@ $(STAMP): pyproject.toml scripts/setup-venv.sh
 demo: setup
 	$(PY) -m demo
 
+# The demo's mesh left running in the background (state in /run/nodemesh-demo/), and stopped.
+demo-up: setup
+	$(PY) -m demo up
+
+demo-down:
+	$(PY) -m demo down
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

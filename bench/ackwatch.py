@@ -17,6 +17,19 @@ from controlplane.xds.status import ProxyStatusRegistry, StreamStatus, Variant
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SentResponse:
+    """One response a stream was sent, while the watch records them all (the cold start)."""
+
+    variant: Variant
+    type_url: str
+    version: str
+    nonce: str
+    # Resource name -> version, for the resources the response carried.
+    resources: Mapping[str, str]
+    size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SentEndpoints:
     """The last EDS response one stream was sent: what a naive server would have had to serialize."""
 
@@ -57,13 +70,26 @@ class _HookedStatus(StreamStatus):
             size=size,
             delta_changes=delta_changes,
         )
+        # `delta_changes` is what the response carried: for delta what it changed (None: removed); for SotW
+        # every resource of a full response, but only the changed ones in later EDS/RDS responses.
+        if delta_changes is None:
+            carried: Mapping[str, str] = resources
+        else:
+            carried = {name: v for name, v in delta_changes.items() if v is not None}
+        watch = self._watch()
+        if watch.recording:
+            watch.sent_log.append(
+                SentResponse(
+                    variant=self.info.variant,
+                    type_url=type_url,
+                    version=version,
+                    nonce=nonce,
+                    resources=carried,
+                    size=size,
+                )
+            )
         if type_url == typeurls.ENDPOINT:
-            # SotW responses carry every subscribed resource; delta responses only what changed.
-            if delta_changes is None:
-                carried: Mapping[str, str] = resources
-            else:
-                carried = {name: v for name, v in delta_changes.items() if v is not None}
-            self._watch().on_sent_endpoints(
+            watch.on_sent_endpoints(
                 self.info.stream_id,
                 SentEndpoints(version=version, nonce=nonce, resources=carried, size=size),
             )
@@ -85,6 +111,9 @@ class AckWatch(ProxyStatusRegistry):
         # When the last stream reached the target (clock time), set before the event wakes anyone.
         self.synced_at = 0.0
         self.last_endpoints: dict[int, SentEndpoints] = {}
+        # While `recording`, every response sent to any stream, in order (the cold start's naive rebuild).
+        self.recording = False
+        self.sent_log: list[SentResponse] = []
         self.variants: dict[int, Variant] = {}
 
     def open_stream(
@@ -96,6 +125,7 @@ class AckWatch(ProxyStatusRegistry):
         stream_id = plain.info.stream_id
         hooked = _HookedStatus(info=plain.info, _registry=self)
         self._streams[stream_id] = hooked
+        self._by_node[node_id][stream_id] = hooked
         self.variants[stream_id] = variant
         if self._streams_wanted and len(self) >= self._streams_wanted:
             self._streams_opened.set()
@@ -138,8 +168,9 @@ class AckWatch(ProxyStatusRegistry):
             self.synced_at = self._clock()
             self._all_synced.set()
 
-    def _remove(self, stream_id: int) -> None:
-        super()._remove(stream_id)
+    def _remove(self, status: StreamStatus) -> None:
+        super()._remove(status)
+        stream_id = status.info.stream_id
         self._acked.pop(stream_id, None)
         self._synced.discard(stream_id)
         self.last_endpoints.pop(stream_id, None)

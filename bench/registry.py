@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from bench import translate, xds_push
+from bench import ca, datapath, envoy_memory, hbone, translate, xds_push
 from bench.benchmark import Benchmark
 
-BENCHMARKS: tuple[Benchmark, ...] = (xds_push.BENCHMARK, translate.BENCHMARK)
+BENCHMARKS: tuple[Benchmark, ...] = (
+    xds_push.BENCHMARK,
+    translate.BENCHMARK,
+    datapath.BENCHMARK,
+    hbone.BENCHMARK,
+    envoy_memory.BENCHMARK,
+    ca.BENCHMARK,
+)
 
 
 def find(name: str) -> Benchmark:

@@ -185,8 +185,9 @@ def render_markdown(machine: Machine, results: Sequence[BenchResult], *, quick: 
             lines.append("Parameters: " + _case(result.params) + ".")
         if result.ran_at:
             lines.append(f"Ran {result.ran_at} in {result.duration_s:.0f} s: `{result.command}`.")
-        lines += ["", _HEADER]
-        lines += [figure_row(f) for f in result.figures]
+        if result.figures:
+            lines += ["", _HEADER]
+            lines += [figure_row(f) for f in result.figures]
         if result.notes:
             lines.append("")
             lines += [f"- {note}" for note in result.notes]

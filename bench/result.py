@@ -102,3 +102,8 @@ class BenchResult:
     ran_at: str = ""
     duration_s: float = 0.0
     command: str = ""
+
+
+def skipped(*, name: str, title: str, reason: str) -> BenchResult:
+    """The result of a benchmark that cannot run here (e.g. it needs root): no figures, the reason."""
+    return BenchResult(name=name, title=title, figures=(), notes=(f"Skipped: {reason}.",))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import random
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -62,3 +64,20 @@ def summarize(samples: Iterable[float]) -> Summary:
         max=values[-1],
         iqr=percentile(values, 75) - percentile(values, 25),
     )
+
+
+def median_difference_interval(
+    a: Sequence[float], b: Sequence[float], *, resamples: int = 400, seed: int = 0
+) -> tuple[float, float]:
+    """A 95% bootstrap interval for median(a) - median(b): whether a p50 gap is more than noise.
+
+    Seeded, so the same samples give the same interval in every report.
+    """
+    if not a or not b:
+        raise EmptySamplesError("median difference of no samples")
+    rng = random.Random(seed)
+    differences = sorted(
+        statistics.median(rng.choices(a, k=len(a))) - statistics.median(rng.choices(b, k=len(b)))
+        for _ in range(resamples)
+    )
+    return percentile(differences, 2.5), percentile(differences, 97.5)

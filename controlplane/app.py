@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from controlplane.ca.clock import SystemClock
 from controlplane.ca.issued import IssuedCertificates
 from controlplane.ca.service import CertificateService
 from controlplane.ca.store import FileCAStore
+from controlplane.convergence import ConvergenceTracker
 from controlplane.debugpages import MeshPages
 from controlplane.meshstate import MeshState, PushReason
 from controlplane.metrics import ControlPlaneMetrics
@@ -33,6 +35,7 @@ from controlplane.publisher import SnapshotPublisher
 from controlplane.settings import Settings, SourceKind, SourceSpec
 from controlplane.sources.files import FileSource
 from controlplane.sources.kube.client import ClientSettings, KubeApi, connect
+from controlplane.sources.kube.metrics import WatchMetrics
 from controlplane.sources.kube.source import KubeSource, KubeSourceSettings
 from controlplane.sources.kube.writeback import KubeStatusPatcher
 from controlplane.sources.rawxds import ChangeReason, RawXdsSource
@@ -103,9 +106,11 @@ class ControlPlane:
         self.model_source: FileSource | KubeSource | None = None
         # Kubernetes only: writes routes' and policies' status conditions from the diagnostics.
         self.status_reporter: StatusReporter | None = None
+        # Model sources only: a push there knows when its change was seen and which nodes it changed.
+        self.convergence: ConvergenceTracker | None = None
         if settings.source.kind is SourceKind.DIR:
             raw_debouncer: Debouncer[ChangeReason] = Debouncer(
-                quiet=settings.debounce_quiet, max_wait=settings.debounce_max
+                quiet=settings.debounce_quiet, max_wait=settings.debounce_max, observer=self.control_metrics
             )
             self.raw_source = RawXdsSource(
                 directory=settings.source.directory(),
@@ -116,9 +121,20 @@ class ControlPlane:
             )
         else:
             self.debouncer: Debouncer[PushReason] = Debouncer(
-                quiet=settings.debounce_quiet, max_wait=settings.debounce_max
+                quiet=settings.debounce_quiet, max_wait=settings.debounce_max, observer=self.control_metrics
             )
-            self.state = MeshState(sources=["mesh"], on_change=self.debouncer.notify)
+            # One clock for "change seen" and "all ACKed".
+            clock = time.monotonic
+            self.state = MeshState(sources=["mesh"], on_change=self.debouncer.notify, clock=clock)
+            self.convergence = ConvergenceTracker(
+                registry=self.proxies,
+                snapshots=self.cache,
+                observer=self.control_metrics,
+                timeout=settings.convergence_timeout,
+                clock=clock,
+            )
+            self.proxies.listen(self.convergence)
+            self.control_metrics.track_proxies_not_synced(self.convergence.proxies_not_synced)
             if settings.source.kind is SourceKind.FILES:
                 self.model_source = FileSource(
                     settings.source.directory(), self.state, poll_interval=settings.poll_interval, name="mesh"
@@ -129,6 +145,7 @@ class ControlPlane:
                 translator=Translator(TranslateSettings(trust_domain=settings.trust_domain)),
                 cache=self.cache,
                 metrics=self.control_metrics,
+                convergence=self.convergence,
             )
         self.xds_ports: tuple[int, ...] = ()
         self.admin_port = 0
@@ -198,6 +215,8 @@ class ControlPlane:
                     if self.model_source is not None:
                         tasks.create_task(self.model_source.run(), name="source")
                         tasks.create_task(self.debouncer.run(self._push), name="debouncer")
+                    if self.convergence is not None:
+                        tasks.create_task(self.convergence.run(), name="convergence")
                     if self.status_reporter is not None:
                         tasks.create_task(self.status_reporter.run(), name="status")
             finally:
@@ -214,6 +233,7 @@ class ControlPlane:
             on_status_object=lambda: reporter[0].refresh() if reporter else None,
         )
         reporter.append(StatusReporter(objects=source, patcher=KubeStatusPatcher(kube)))
+        self.metrics_registry.register(WatchMetrics(source.informers.values))
         self.model_source, self.status_reporter = source, reporter[0]
 
     async def _push(self, reasons: frozenset[PushReason]) -> None:

@@ -150,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="but never delay a push longer than this (default: %(default)s)",
     )
     tuning.add_argument(
+        "--convergence-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=defaults.convergence_timeout,
+        help="stop waiting for a push to be ACKed by every proxy after this (default: %(default)s)",
+    )
+    tuning.add_argument(
         "--keepalive",
         type=_seconds,
         metavar="SECONDS",
@@ -185,12 +192,15 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     args = parser.parse_args(argv)
     if args.debounce_max < args.debounce_quiet:
         parser.error("--debounce-max must be at least --debounce-quiet")
+    if args.convergence_timeout <= 0:
+        parser.error("--convergence-timeout must be positive")
     return Settings(
         source=args.source,
         xds_listen=tuple(args.xds_listen or (DEFAULT_XDS_LISTEN,)),
         admin_listen=args.admin_listen,
         debounce_quiet=args.debounce_quiet,
         debounce_max=args.debounce_max,
+        convergence_timeout=args.convergence_timeout,
         keepalive_time=args.keepalive,
         keepalive_timeout=args.keepalive_timeout,
         max_connection_age=args.max_connection_age,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 
@@ -45,9 +46,18 @@ def reason_for(events: Iterable[ModelEvent]) -> PushReason | None:
 class MeshState(SourceSink, WorkloadPlacement):
     """Applies source updates in arrival order; `snapshot` is always the latest complete model."""
 
-    def __init__(self, *, sources: Iterable[str], on_change: Callable[[PushReason], None]) -> None:
+    def __init__(
+        self,
+        *,
+        sources: Iterable[str],
+        on_change: Callable[[PushReason], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.snapshot = MeshSnapshot.empty()
         self._on_change = on_change
+        self._clock = clock
+        # When the oldest change not yet taken by a push was seen (convergence latency starts there).
+        self._seen: float | None = None
         self._expected = frozenset(sources)
         self._synced: set[str] = set()
         self._diagnostics: dict[str, tuple[Diagnostic, ...]] = {}
@@ -68,7 +78,15 @@ class MeshState(SourceSink, WorkloadPlacement):
                 self.synced.set()
                 reason = PushReason.INITIAL
         if reason is not None and self.synced.is_set():
+            if self._seen is None:
+                self._seen = self._clock()
             self._on_change(reason)
+
+    def take_change_seen(self) -> float | None:
+        """When the oldest change since the last call was seen (None: none), for the push that reads
+        `snapshot` now: take both together, so a change arriving later counts for the next push."""
+        seen, self._seen = self._seen, None
+        return seen
 
     def diagnostics(self) -> tuple[Diagnostic, ...]:
         """Every source's current diagnostics."""

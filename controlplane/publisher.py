@@ -10,6 +10,7 @@ whose sets are all unchanged keeps its snapshot and its streams are not woken.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
+from controlplane.convergence import PushListener
 from controlplane.meshstate import MeshState, PushReason
 from controlplane.metrics import ControlPlaneMetrics
 from controlplane.model.diagnostics import Diagnostic, Severity
@@ -114,6 +116,7 @@ class SnapshotPublisher:
         cache: SnapshotCache,
         metrics: ControlPlaneMetrics,
         on_diagnostics: Callable[[tuple[Diagnostic, ...]], None] | None = None,
+        convergence: PushListener | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._state = state
@@ -121,6 +124,7 @@ class SnapshotPublisher:
         self._cache = cache
         self._metrics = metrics
         self._on_diagnostics = on_diagnostics
+        self._convergence = convergence
         self._clock = clock
         self._interner = _Interner(cache.pool)
         self._sets = _SetMemo()
@@ -132,6 +136,7 @@ class SnapshotPublisher:
     async def push(self, reasons: frozenset[PushReason]) -> PushResult:
         started = self._clock()
         mesh = self._state.snapshot
+        seen = self._state.take_change_seen()  # with the snapshot: later changes are the next push's
         # Translation and serialization are CPU work over immutable inputs: a thread keeps streams served.
         built, translate_seconds, diagnostics = await asyncio.to_thread(self._build, mesh)
         changed: list[str] = []
@@ -151,6 +156,13 @@ class SnapshotPublisher:
             self._cache.clear(node)
             del self._snapshots[node]
         self._pushes += 1
+        if self._convergence is not None:
+            self._convergence.on_push(
+                self._pushes,
+                seen=seen,
+                snapshots={node: self._snapshots[node] for node in changed},
+                removed=removed,
+            )
         result = PushResult(
             reasons=reasons,
             nodes=len(built),
@@ -173,6 +185,8 @@ class SnapshotPublisher:
         translate_seconds = self._clock() - started
         shared = self._shared_sets(mesh_config)
         snapshots = {c.node: self._node_snapshot(mesh_config, c, shared) for c in node_configs}
+        for snapshot in snapshots.values():
+            _ = snapshot.size  # computed here, off the event loop, and cached (new sets only)
         self._interner.finish_round()
         self._sets.finish_round()
         diagnostics = _merge_diagnostics(self._state.diagnostics(), mesh_config, node_configs)
@@ -217,6 +231,11 @@ class SnapshotPublisher:
             return previous
         return Snapshot.from_sets(sets)
 
+    def _version(self) -> str:
+        """One version for the whole push: a digest of every node's snapshot version (the per-node versions
+        are what proxies ACK; this one names the push in logs)."""
+        return _combined_version(sorted((n, s.version) for n, s in self._snapshots.items()))
+
     def _report(self, result: PushResult) -> None:
         labels = ",".join(sorted(r.value for r in result.reasons)) or "none"
         for reason in result.reasons or {PushReason.CONFIG}:
@@ -224,6 +243,10 @@ class SnapshotPublisher:
         self._metrics.translate_seconds.observe(result.translate_seconds)
         self._metrics.push_seconds.observe(result.total_seconds)
         self._metrics.nodes.set(result.nodes)
+        for node in result.changed_nodes:
+            self._metrics.node_config_bytes.observe(self._snapshots[node].size)
+        # Cached per snapshot: O(nodes) additions.
+        self._metrics.node_config_max_bytes.set(max((s.size for s in self._snapshots.values()), default=0))
         by_severity = {s: 0 for s in Severity}
         for diagnostic in result.diagnostics:
             by_severity[diagnostic.severity] += 1
@@ -235,8 +258,9 @@ class SnapshotPublisher:
             if self._on_diagnostics is not None:
                 self._on_diagnostics(result.diagnostics)
         log.info(
-            "push %d reasons=%s nodes=%d changed=%d removed=%d translate_ms=%.1f total_ms=%.1f",
+            "push %d version=%s reasons=%s nodes=%d changed=%d removed=%d translate_ms=%.1f total_ms=%.1f",
             self._pushes,
+            self._version(),
             labels,
             result.nodes,
             len(result.changed_nodes),
@@ -244,6 +268,13 @@ class SnapshotPublisher:
             result.translate_seconds * 1000,
             result.total_seconds * 1000,
         )
+
+
+def _combined_version(versions: Iterable[tuple[str, str]]) -> str:
+    digest = hashlib.sha256()
+    for node, version in versions:
+        digest.update(f"{node}\0{version}\n".encode())
+    return digest.hexdigest()[:12]
 
 
 def _merge_diagnostics(

@@ -76,6 +76,8 @@ class Settings:
     admin_listen: str = DEFAULT_ADMIN_LISTEN
     debounce_quiet: float = 0.1
     debounce_max: float = 1.0
+    # How long a push is tracked for every proxy's ACK before it counts as a convergence timeout.
+    convergence_timeout: float = 60.0
     poll_interval: float = 0.3
     keepalive_time: float = 30.0
     keepalive_timeout: float = 10.0

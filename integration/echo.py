@@ -57,6 +57,9 @@ def serve_tcp(pod: str, port: int) -> None:
 def serve_http(pod: str, port: int) -> None:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: with Nagle, the body of every response after the first
+        # on a kept-alive connection waits for the peer's delayed ACK (~40 ms).
+        disable_nagle_algorithm = True
 
         def do_GET(self) -> None:
             # A slow endpoint on request, for route timeouts.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import grpc
@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from controlplane.ca.authority import CertificateAuthority
 from controlplane.ca.authorization import BootstrapTokenAuthenticator, StaticPlacement
-from controlplane.ca.clock import SystemClock
+from controlplane.ca.clock import Clock, SystemClock
 from controlplane.ca.identity import SpiffeId
 from controlplane.ca.service import CertificateService
 from nodeagent.identity.client import GrpcCertificateClient, TokenFile
@@ -50,9 +50,16 @@ async def certificate_service(
 
 @contextlib.asynccontextmanager
 async def node_identities(
-    node: str, target: str, identities: frozenset[SpiffeId], directory: Path
+    node: str,
+    target: str,
+    identities: frozenset[SpiffeId],
+    directory: Path,
+    *,
+    clock: Clock | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AsyncIterator[tuple[IdentityManager, SdsServer]]:
-    """The agent's identity half for `node`, as `nodeagent.agent` wires it, with every certificate issued."""
+    """The agent's identity half for `node`, as `nodeagent.agent` wires it, with every certificate issued.
+    `clock` and `sleep` are the manager's time (a test that renews on demand passes a fake)."""
     token_file = directory / f"{node}-token"
     token_file.write_text(f"token-{node}")
     sds = SdsServer(directory / node / "sds.sock")
@@ -61,7 +68,9 @@ async def node_identities(
             GrpcCertificateClient(target=target, token=TokenFile(token_file))
         )
         await stack.enter_async_context(sds)
-        manager = IdentityManager(node=node, client=client, clock=SystemClock(), listeners=[sds])
+        manager = IdentityManager(
+            node=node, client=client, clock=clock or SystemClock(), sleep=sleep, listeners=[sds]
+        )
         manager.set_wanted(identities)
         run = asyncio.create_task(manager.run())
         try:
@@ -77,14 +86,21 @@ async def node_identities(
 
 
 async def http_get(
-    host: str, port: int, source_ip: str, path: str = "/", headers: Mapping[str, str] | None = None
+    host: str,
+    port: int,
+    source_ip: str,
+    path: str = "/",
+    headers: Mapping[str, str] | None = None,
+    *,
+    method: str = "GET",
 ) -> tuple[int, str]:
-    """One HTTP/1.1 GET from `source_ip`; (status, body), status 0 when the connection closed without a
-    response."""
+    """One HTTP/1.1 request (a new connection) from `source_ip`; (status, body), status 0 when the
+    connection closed without a response."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, local_addr=(source_ip, 0)), 5)
     try:
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\n{extra}\r\n".encode())
+        head = f"{method} {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\nContent-Length: 0\r\n"
+        writer.write(f"{head}{extra}\r\n".encode())
         await writer.drain()
         try:
             data = await asyncio.wait_for(reader.read(), 10)

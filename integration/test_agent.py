@@ -321,7 +321,7 @@ def test_agent_killed_during_traffic_loses_no_request_and_the_restart_adopts_the
     }
     assert programs == {
         f'nodemesh_agent_program_install{{hook="{hook}",result="adopted"}}': 1.0
-        for hook in ("connect4", "getpeername4", "getsockopt", "sockops")
+        for hook in ("connect4", "getpeername4", "getsockopt", "inbound", "sockops")
     }
     assert env.redirected(env.a)
 

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.envoy
         pytest.param(["--controlplane", "unix:/run/nodemesh/xds.sock"], id="unix"),
         pytest.param(["--controlplane", "nodemesh-xds.nodemesh-system.svc:15010", "--delta"], id="dns"),
         pytest.param(["--controlplane", "[::1]:15010", "--admin-address", "::1"], id="ipv6"),
+        pytest.param(["--stats-port", "15090"], id="stats-port"),
     ],
 )
 @pytest.mark.parametrize("output", list(OutputFormat))

@@ -295,9 +295,19 @@ async def test_kubectl_apply_of_a_route_change_reaches_the_envoys_and_changes_be
 ) -> None:
     manifest = tmp_path / "route.yaml"
     manifest.write_text(yaml.safe_dump(api_route(default_split=(0, 100))))
+    metrics = mesh.controlplane.metrics_registry
+
+    def pushes(outcome: str) -> float:
+        return metrics.get_sample_value("nodemesh_convergence_pushes_total", {"outcome": outcome}) or 0.0
+
+    before = {outcome: pushes(outcome) for outcome in ("converged", "nacked", "timeout")}
 
     await mesh.kubectl("apply", "--validate=false", "-f", str(manifest))
     await mesh.wait_synced()
+    # The control plane saw the change converge too: every real Envoy and agent of the nodes ACKed it.
+    assert pushes("converged") > before["converged"]
+    assert (pushes("nacked"), pushes("timeout")) == (before["nacked"], before["timeout"])
+    assert metrics.get_sample_value("nodemesh_proxies_not_synced") == 0
     replies = await mesh.call_many(sample.pods["client"], sample.url("api"), 30)
 
     assert answered_by(replies) == {"shop/api-v2": 30}

@@ -19,6 +19,9 @@ from google.protobuf import json_format
 from controlplane.ca.sdsnames import DEFAULT_SOCKET_PATH, sds_cluster
 
 XDS_CLUSTER_NAME = "nodemesh-xds"
+# With a stats port: the listener serving /stats/prometheus and the cluster of the admin interface behind it.
+STATS_LISTENER_NAME = "nodemesh-prometheus"
+ADMIN_CLUSTER_NAME = "nodemesh-admin"
 DEFAULT_CONTROLPLANE = "127.0.0.1:15010"
 # The node cluster tells a node's Envoy from its agent (cluster "nodemesh-agent") on the control plane's side
 # (CSDS, `meshctl proxy-status`); the kind is also in the metadata, which a custom --cluster does not change.
@@ -27,6 +30,8 @@ KIND_METADATA_KEY = "nodemesh.io/kind"
 UNIX_PREFIX = "unix:"
 INTERNAL_LISTENER_EXTENSION = "envoy.bootstrap.internal_listener"
 _INTERNAL_LISTENER_TYPE = internal_listener_pb2.InternalListener.DESCRIPTOR.full_name
+_HCM_TYPE = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_ROUTER_TYPE = "envoy.extensions.filters.http.router.v3.Router"
 
 
 class BootstrapError(ValueError):
@@ -127,6 +132,47 @@ def _sds_cluster(socket_path: str) -> dict[str, Any]:
     return result
 
 
+def _stats_resources(stats_port: int, admin_address: str, admin_port: int) -> tuple[dict[str, Any], ...]:
+    """A listener on every address serving only GET /stats/prometheus, proxied to the admin interface (which
+    stays on loopback: the rest of it can change Envoy's state)."""
+    only_stats = {
+        "match": {
+            "path": "/stats/prometheus",
+            "headers": [{"name": ":method", "string_match": {"exact": "GET"}}],
+        },
+        "route": {"cluster": ADMIN_CLUSTER_NAME},
+    }
+    hcm = {
+        "@type": f"type.googleapis.com/{_HCM_TYPE}",
+        "stat_prefix": STATS_LISTENER_NAME,
+        "route_config": {"virtual_hosts": [{"name": "stats", "domains": ["*"], "routes": [only_stats]}]},
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": f"type.googleapis.com/{_ROUTER_TYPE}"},
+            }
+        ],
+    }
+    listener = {
+        "name": STATS_LISTENER_NAME,
+        "address": _socket_address("0.0.0.0", stats_port),
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        ],
+    }
+    admin_endpoint = {"endpoint": {"address": _socket_address(admin_address, admin_port)}}
+    admin = {
+        "name": ADMIN_CLUSTER_NAME,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": ADMIN_CLUSTER_NAME,
+            "endpoints": [{"lb_endpoints": [admin_endpoint]}],
+        },
+    }
+    return listener, admin
+
+
 def build_bootstrap(
     *,
     node: str,
@@ -137,20 +183,29 @@ def build_bootstrap(
     cluster: str = DEFAULT_ENVOY_CLUSTER,
     metadata: dict[str, str] | None = None,
     sds_socket: str = DEFAULT_SOCKET_PATH,
+    stats_port: int | None = None,
 ) -> dict[str, Any]:
     """The Envoy v3 bootstrap for the Envoy of node `node`, as Envoy's JSON form in a dict. Workload
-    certificates come from the node agent's SDS on `sds_socket`."""
+    certificates come from the node agent's SDS on `sds_socket`. With `stats_port`, Prometheus scrapes
+    Envoy's stats at `:stats_port/stats/prometheus` (the admin interface itself stays on its address)."""
     if not node:
         raise BootstrapError("node name must not be empty")
     if not 0 <= admin_port < 65536:
         raise BootstrapError(f"admin port {admin_port} out of range 0-65535")
+    if stats_port is not None:
+        if not 0 < stats_port < 65536:
+            raise BootstrapError(f"stats port {stats_port} out of range 1-65535")
+        if admin_port == 0:
+            raise BootstrapError("a stats port needs a fixed admin port (the stats are proxied to it)")
+        if stats_port == admin_port:
+            raise BootstrapError(f"stats port {stats_port} is the admin port")
     node_metadata = {
         "nodemesh.io/node": node,
         "nodemesh.io/xds-variant": "delta" if delta else "sotw",
         KIND_METADATA_KEY: "envoy",
     }
     node_metadata.update(metadata or {})
-    return {
+    bootstrap: dict[str, Any] = {
         "node": {"id": node, "cluster": cluster, "metadata": node_metadata},
         "dynamic_resources": {
             "ads_config": {
@@ -178,6 +233,11 @@ def build_bootstrap(
         },
         "admin": {"address": _socket_address(admin_address, admin_port)},
     }
+    if stats_port is not None:
+        listener, admin = _stats_resources(stats_port, admin_address, admin_port)
+        bootstrap["static_resources"]["listeners"] = [listener]
+        bootstrap["static_resources"]["clusters"].append(admin)
+    return bootstrap
 
 
 def render(bootstrap: dict[str, Any], output: OutputFormat) -> str:

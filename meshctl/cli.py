@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from controlplane.ca.sdsnames import DEFAULT_SOCKET_PATH
 from meshctl import analyze, describe, meshcheck, precheck, proxyconfig, proxystatus, verdict
 from meshctl.bootstrap import (
     DEFAULT_CONTROLPLANE,
@@ -132,6 +133,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--cluster", default=DEFAULT_ENVOY_CLUSTER, help="Envoy's node cluster name (default: %(default)s)"
     )
     boot.add_argument(
+        "--stats-port",
+        type=int,
+        metavar="PORT",
+        help="also serve Envoy's Prometheus stats at :PORT/stats/prometheus on every address, proxied to "
+        "the admin interface (which stays on --admin-address); the DaemonSet uses 15090",
+    )
+    boot.add_argument(
+        "--sds-socket",
+        default=DEFAULT_SOCKET_PATH,
+        metavar="PATH",
+        help="the node agent's SDS socket, where Envoy gets workload certificates (default: %(default)s)",
+    )
+    boot.add_argument(
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="write the bootstrap to PATH (atomically: written beside it, then renamed) instead of stdout",
+    )
+    boot.add_argument(
         "-o",
         "--output",
         choices=[f.value for f in OutputFormat],
@@ -241,10 +261,24 @@ def _bootstrap(args: argparse.Namespace) -> int:
             admin_address=args.admin_address,
             admin_port=args.admin_port,
             cluster=args.cluster,
+            sds_socket=args.sds_socket,
+            stats_port=args.stats_port,
         )
     except BootstrapError as exc:
         raise UsageError(str(exc)) from exc
-    sys.stdout.write(render(bootstrap, OutputFormat(args.output)))
+    text = render(bootstrap, OutputFormat(args.output))
+    if args.out is None:
+        sys.stdout.write(text)
+        return ExitCode.OK
+    out: Path = args.out
+    # Renamed into place: Envoy's supervisor, watching the file for upgrades, never reads half of it.
+    staged = out.with_name(f".{out.name}.tmp")
+    try:
+        staged.write_text(text)
+        staged.replace(out)
+    except OSError as exc:
+        staged.unlink(missing_ok=True)
+        raise MeshctlError(f"cannot write the bootstrap to {out}: {exc}") from exc
     return ExitCode.OK
 
 

@@ -23,10 +23,17 @@ from nodeagent.datapath import DatapathError, InstallReport
 from nodeagent.datapath.netns import current_netns_cookie
 from nodeagent.errors import UpdateRejectedError
 from nodeagent.health import HealthServer
-from nodeagent.metrics import AgentCollector, AgentState, MapsView
+from nodeagent.metrics import AgentCollector, AgentState, HooksView, MapsView
 from nodeagent.plan import PLAN_TYPES, parse_plan
 from nodeagent.podnetns import NetnsDirectory, PodNetnsResolver, ProcCgroupScan
-from nodeagent.reconciler import CookieSource, MapsPort, NetnsCookies, Reconciler, RetrySettings
+from nodeagent.reconciler import (
+    CookieSource,
+    MapsPort,
+    NetnsCookies,
+    NetnsHookPort,
+    Reconciler,
+    RetrySettings,
+)
 from nodeagent.settings import AgentSettings
 from nodeagent.xdsclient import FileToken, Update, XdsClient
 
@@ -57,11 +64,17 @@ class NoIdentities(IdentitySink):
 
 def pod_netns_resolver(settings: AgentSettings) -> PodNetnsResolver:
     """How pods the plan names only by UID are found: `--netns-dir`, else a scan of /proc cgroups."""
-    return NetnsDirectory(settings.netns_dir) if settings.netns_dir is not None else ProcCgroupScan()
+    if settings.netns_dir is not None:
+        return NetnsDirectory(settings.netns_dir)
+    return ProcCgroupScan(settings.proc_dir)
 
 
 class AgentMaps(MapsPort, MapsView, Protocol):
     def close(self) -> None: ...
+
+
+class AgentHooks(NetnsHookPort, HooksView, Protocol):
+    pass
 
 
 class Installer(Protocol):
@@ -70,6 +83,8 @@ class Installer(Protocol):
     def install(self, *, pods_cgroup: Path, envoy_cgroup: Path) -> InstallReport: ...
 
     def open_maps(self) -> AgentMaps: ...
+
+    def netns_hooks(self) -> AgentHooks: ...
 
 
 # Something else to run beside the agent (the identity manager, the SDS server): runs until cancelled.
@@ -133,13 +148,16 @@ class Agent:
 
     async def _serve(self, maps: AgentMaps) -> None:
         s = self.settings
+        hooks = self._datapath.netns_hooks()
         self.reconciler = reconciler = Reconciler(
             maps,
             self._cookies,
             retry=RetrySettings(initial=s.netns_retry_initial, maximum=s.netns_retry_max),
             forbidden={current_netns_cookie(): "it is the node's own network namespace (where Envoy runs)"},
+            hooks=hooks,
         )
         self._collector.maps = maps
+        self._collector.hooks = hooks
         self._collector.pods = reconciler
         self.client = XdsClient(
             target=s.controlplane,

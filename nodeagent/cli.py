@@ -141,7 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--netns-dir",
         type=Path,
         help="directory where DIR/<pod uid> is each pod's netns file (or a symlink to it); by default a "
-        "pod is found by scanning /proc for a process in its cgroup (`pod<uid>`)",
+        "pod is found by scanning --proc-dir for a process in its cgroup (`pod<uid>`)",
+    )
+    run.add_argument(
+        "--proc-dir",
+        type=Path,
+        default=Path("/proc"),
+        help="the host's /proc, where pods' processes are looked for (default /proc; in the DaemonSet "
+        "/host/proc)",
     )
     run.add_argument(
         "--health-listen",
@@ -188,6 +195,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         sds_socket=args.sds_socket,
         token_file=args.token_file,
         netns_dir=args.netns_dir,
+        proc_dir=args.proc_dir,
         xds=ClientSettings(backoff_max=args.xds_retry_max, backoff_initial=min(0.5, args.xds_retry_max)),
     )
 

@@ -14,7 +14,16 @@ from typing import Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
-from nodeagent.datapath import Counter, DatapathError, Exclusions, PodSettings, ServicePort
+from nodeagent.datapath import (
+    Counter,
+    DatapathError,
+    Exclusions,
+    InboundCounter,
+    InboundKey,
+    InboundMode,
+    PodSettings,
+    ServicePort,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +38,16 @@ class MapsView(Protocol):
     def services(self) -> frozenset[ServicePort]: ...
 
     def exclusions(self) -> Exclusions: ...
+
+    def inbound_counters(self) -> Mapping[InboundCounter, int]: ...
+
+    def inbound(self) -> dict[InboundKey, InboundMode]: ...
+
+
+class HooksView(Protocol):
+    """Which pod namespaces carry the inbound hook (NetnsHooks implements it)."""
+
+    def attached(self) -> frozenset[int]: ...
 
 
 @dataclass(slots=True)
@@ -69,6 +88,7 @@ class AgentCollector(Collector):
         self._state = state
         self.maps: MapsView | None = None
         self.pods: PodsView | None = None
+        self.hooks: HooksView | None = None
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | InfoMetricFamily]:
         s = self._state
@@ -98,13 +118,26 @@ class AgentCollector(Collector):
                 "Pods of the plan whose netns cannot be opened yet (retried).",
                 len(self.pods.pending),
             )
+        if self.hooks is not None:
+            try:
+                hooked = len(self.hooks.attached())
+            except OSError as exc:
+                log.warning("cannot list the inbound hooks for metrics: %s", exc)
+            else:
+                yield _gauge(
+                    "nodemesh_datapath_inbound_hooks",
+                    "Pod network namespaces with the inbound (STRICT mTLS) hook attached.",
+                    hooked,
+                )
         if self.maps is None:
             return
         try:
             counters = self.maps.counters()
+            inbound_counters = self.maps.inbound_counters()
             entries = {
                 "meshed_netns": len(self.maps.meshed()),
                 "services": len(self.maps.services()),
+                "inbound_policy": len(self.maps.inbound()),
             }
             exclusions = self.maps.exclusions()
             entries["excluded_ports"] = len(exclusions.ports)
@@ -124,6 +157,21 @@ class AgentCollector(Collector):
         for counter in Counter:
             events.add_metric([counter.value], counters.get(counter, 0))
         yield events
+        refused = CounterMetricFamily(
+            "nodemesh_datapath_inbound_refused",
+            "New plaintext connections to STRICT pods refused (RST) by the inbound hook, by reason.",
+            labels=["reason"],
+        )
+        accepted = CounterMetricFamily(
+            "nodemesh_datapath_inbound_accepted",
+            "New connections to meshed pods the inbound hook let through, by reason.",
+            labels=["reason"],
+        )
+        for inbound in InboundCounter:
+            verdict = refused if inbound.refused else accepted
+            verdict.add_metric([inbound.reason], inbound_counters.get(inbound, 0))
+        yield refused
+        yield accepted
 
 
 def _counter(name: str, documentation: str, value: int) -> CounterMetricFamily:

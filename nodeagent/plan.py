@@ -26,6 +26,8 @@ from nodeagent.datapath import (
     DesiredState,
     EnvoyTarget,
     Exclusions,
+    InboundKey,
+    InboundMode,
     NetnsError,
     PodSettings,
     ServicePort,
@@ -85,6 +87,9 @@ class WorkloadPlan:
     spiffe_id: SpiffeId | None
     netns: NetnsRef
     exclude_ports: frozenset[int] = frozenset()
+    # Inbound (PeerAuthentication): the workload's own mode, and the ports whose mode differs from it.
+    mtls_mode: InboundMode = InboundMode.PERMISSIVE
+    port_mtls: Mapping[int, InboundMode] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def ref(self) -> str:
@@ -156,6 +161,21 @@ def _unpack(
     return message
 
 
+_MTLS_MODES: Final[Mapping[int, InboundMode]] = {
+    plan_pb2.MTLS_MODE_UNSPECIFIED: InboundMode.PERMISSIVE,
+    plan_pb2.MTLS_MODE_PERMISSIVE: InboundMode.PERMISSIVE,
+    plan_pb2.MTLS_MODE_STRICT: InboundMode.STRICT,
+}
+
+
+def _mtls_mode(value: int, what: str) -> InboundMode:
+    mode = _MTLS_MODES.get(value)
+    if mode is None:
+        # An unknown (newer) mode: refuse the plan rather than guess which way to fail.
+        raise PlanError(f"{what}: unknown mTLS mode {value}")
+    return mode
+
+
 def parse_workload(name: str, message: plan_pb2.Workload) -> WorkloadPlan:
     what = f"workload {name!r}"
     if message.uid and message.uid != name:
@@ -187,6 +207,10 @@ def parse_workload(name: str, message: plan_pb2.Workload) -> WorkloadPlan:
         PodSettings(exclude_ports=exclude_ports)
     except DatapathError as exc:
         raise PlanError(f"{what}: {exc}") from exc
+    port_mtls = {
+        _port(int(port), what): _mtls_mode(value, f"{what} port {port}")
+        for port, value in sorted(message.port_mtls.items())
+    }
     return WorkloadPlan(
         uid=name,
         namespace=message.namespace,
@@ -196,6 +220,8 @@ def parse_workload(name: str, message: plan_pb2.Workload) -> WorkloadPlan:
         spiffe_id=spiffe_id,
         netns=netns,
         exclude_ports=exclude_ports,
+        mtls_mode=_mtls_mode(message.mtls_mode, what),
+        port_mtls=MappingProxyType(port_mtls),
     )
 
 
@@ -310,4 +336,37 @@ def desired_state(plan: Plan, cookies: Mapping[str, int]) -> DesiredState:
     exclusions = (
         Exclusions(ports=node.exclude_ports, cidrs=node.exclude_cidrs) if node is not None else Exclusions()
     )
-    return DesiredState(target=target, meshed=meshed, exclusions=exclusions, services=services)
+    return DesiredState(
+        target=target,
+        meshed=meshed,
+        exclusions=exclusions,
+        services=services,
+        inbound=inbound_policy(plan),
+    )
+
+
+def inbound_policy(plan: Plan) -> dict[InboundKey, InboundMode]:
+    """The inbound policy map for `plan`: (pod IP, 0) -> STRICT for a STRICT workload, (pod IP, port) for each
+    port whose mode differs from its workload's; nothing for what is PERMISSIVE anyway. The node's
+    `strict_inbound` makes every workload STRICT on every port. Two workloads claiming one address and key
+    with different modes get STRICT: a conflict fails closed."""
+    strict_everywhere = plan.node is not None and plan.node.strict_inbound
+    result: dict[InboundKey, InboundMode] = {}
+
+    def put(key: InboundKey, mode: InboundMode) -> None:
+        previous = result.get(key)
+        result[key] = InboundMode.STRICT if previous not in (None, mode) else mode
+
+    for _, workload in sorted(plan.workloads.items()):
+        mode = InboundMode.STRICT if strict_everywhere else workload.mtls_mode
+        for ip in workload.ips:
+            if not isinstance(ip, IPv4Address):
+                continue  # the inbound hook is IPv4 only, like the redirect
+            if mode is InboundMode.STRICT:
+                put(InboundKey(ip=ip), mode)
+            if strict_everywhere:
+                continue
+            for port, port_mode in sorted(workload.port_mtls.items()):
+                if port_mode is not mode:
+                    put(InboundKey(ip=ip, port=port), port_mode)
+    return result

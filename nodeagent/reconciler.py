@@ -6,6 +6,10 @@ once however often the plan changes. A pod whose namespace cannot be opened yet 
 created, a pid that is gone) is left out, reported, and retried with backoff; it never blocks the others.
 The first reconcile after start removes entries of pods no longer in the plan and leaves the others as
 they are, which is how a restarted agent adopts the pinned maps.
+
+Every meshed pod's namespace also gets the inbound (sk_lookup) hook, which enforces STRICT mTLS from the
+inbound policy map; attached once per namespace and kept while the pod is meshed, so switching a pod's
+mode is a map update only. Pinned links of namespaces no longer meshed are detached.
 """
 
 from __future__ import annotations
@@ -20,7 +24,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol
 
-from nodeagent.datapath import DatapathError, DesiredState, NetnsError, ReconcileReport, netns_cookie
+from nodeagent.datapath import (
+    DatapathError,
+    DesiredState,
+    NetnsError,
+    NetnsSyncReport,
+    ReconcileReport,
+    netns_cookie,
+)
 from nodeagent.plan import EMPTY_PLAN, NetnsRef, Plan, desired_state
 from nodeagent.podnetns import PodNetnsResolver, ProcCgroupScan
 
@@ -33,10 +44,24 @@ class MapsPort(Protocol):
     def reconcile(self, desired: DesiredState) -> ReconcileReport: ...
 
 
-class CookieSource(Protocol):
-    """Learns the netns cookie behind a reference; raises DatapathError (NetnsError) when it cannot."""
+class NetnsHookPort(Protocol):
+    """Attaches the inbound hook to exactly the given namespaces (NetnsHooks implements it)."""
 
-    async def cookie(self, ref: NetnsRef) -> int: ...
+    def sync(self, wanted: Mapping[int, Path]) -> NetnsSyncReport: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PodNetns:
+    """A pod's network namespace: its cookie, and a file that opens it."""
+
+    cookie: int
+    path: Path
+
+
+class CookieSource(Protocol):
+    """Learns the netns behind a reference; raises DatapathError (NetnsError) when it cannot."""
+
+    async def resolve(self, ref: NetnsRef) -> PodNetns: ...
 
 
 class NetnsCookies(CookieSource):
@@ -51,6 +76,9 @@ class NetnsCookies(CookieSource):
         self._cache: dict[tuple[int, int], int] = {}
 
     async def cookie(self, ref: NetnsRef) -> int:
+        return (await self.resolve(ref)).cookie
+
+    async def resolve(self, ref: NetnsRef) -> PodNetns:
         if ref.pod_uid is not None:
             # A /proc scan reads a file per process: off the loop.
             path = await asyncio.to_thread(self._resolver.resolve, ref.pod_uid)
@@ -65,7 +93,7 @@ class NetnsCookies(CookieSource):
         if cached is None:
             # Entering the namespace happens on a fresh thread (datapath.netns): keep it off the loop.
             cached = self._cache[key] = await asyncio.to_thread(self._lookup, path)
-        return cached
+        return PodNetns(cookie=cached, path=Path(path))
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -98,10 +126,12 @@ class Reconciler:
         *,
         retry: RetrySettings | None = None,
         forbidden: Mapping[int, str] | None = None,
+        hooks: NetnsHookPort | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._maps = maps
         self._cookies = cookies
+        self._hooks = hooks
         self._retry = retry or RetrySettings()
         # Cookies never to mesh, with why: the node's own namespace (a hostNetwork pod shares it with
         # Envoy, whose connections must never be redirected).
@@ -111,10 +141,11 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._plan: Plan = EMPTY_PLAN
         self._applied = False
-        self._resolved: dict[str, tuple[NetnsRef, int]] = {}
+        self._resolved: dict[str, tuple[NetnsRef, PodNetns]] = {}
         self._pending: dict[str, PendingPod] = {}
         self.errors = 0
         self.last_report: ReconcileReport | None = None
+        self.last_hooks: NetnsSyncReport | None = None
 
     @property
     def plan(self) -> Plan:
@@ -196,14 +227,14 @@ class Reconciler:
     async def _resolve(self, uid: str, ref: NetnsRef, previous: PendingPod | None) -> None:
         workload = self._plan.workloads[uid]
         try:
-            cookie = await self._cookies.cookie(ref)
-            reason = self._forbidden.get(cookie)
+            netns = await self._cookies.resolve(ref)
+            reason = self._forbidden.get(netns.cookie)
         except DatapathError as exc:
             reason = str(exc)
         if reason is None:
-            self._resolved[uid] = (ref, cookie)
+            self._resolved[uid] = (ref, netns)
             if self._pending.pop(uid, None) is not None:
-                log.info("pod %s (uid %s) is reachable now: netns cookie %s", workload.ref, uid, cookie)
+                log.info("pod %s (uid %s) is reachable now: netns cookie %s", workload.ref, uid, netns.cookie)
             return
         self._resolved.pop(uid, None)
         attempts = previous.attempts + 1 if previous is not None and previous.ref == str(ref) else 1
@@ -221,9 +252,13 @@ class Reconciler:
         )
 
     def _reconcile(self) -> ReconcileReport:
-        cookies = {uid: cookie for uid, (_, cookie) in self._resolved.items()}
+        cookies = {uid: netns.cookie for uid, (_, netns) in self._resolved.items()}
         try:
             report = self._maps.reconcile(desired_state(self._plan, cookies))
+            # After the maps: a newly hooked namespace finds its policy already there.
+            if self._hooks is not None:
+                wanted = {netns.cookie: netns.path for _, netns in self._resolved.values()}
+                self.last_hooks = self._hooks.sync(wanted)
         except DatapathError:
             self.errors += 1
             raise

@@ -41,8 +41,10 @@ class AgentSettings:
     health_listen: str = DEFAULT_HEALTH_LISTEN
     sds_socket: Path | None = None
     token_file: Path | None = None
-    # Where pods named only by UID are found: `<netns_dir>/<uid>`; None: scan /proc for the pod's cgroup.
+    # Where pods named only by UID are found: `<netns_dir>/<uid>`; None: scan `proc_dir` for the pod's
+    # cgroup (the host's /proc, mounted e.g. at /host/proc in the DaemonSet).
     netns_dir: Path | None = None
+    proc_dir: Path = Path("/proc")
     xds: ClientSettings = field(default_factory=ClientSettings)
     # How long a pod whose netns cannot be opened yet waits before the next try (doubling up to the max).
     netns_retry_initial: float = 0.2

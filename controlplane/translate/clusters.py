@@ -7,6 +7,7 @@ from envoy.config.core.v3 import protocol_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import wrappers_pb2
 
+from controlplane.model.duration import Duration
 from controlplane.model.policy import ConnectionPool, LoadBalancerAlgorithm, OutlierDetection
 from controlplane.model.service import L7Protocol, ServicePort
 from controlplane.translate import naming
@@ -61,10 +62,13 @@ def _outlier_detection(od: OutlierDetection) -> outlier_detection_pb2.OutlierDet
 
 
 def _http_protocol_options(
-    protocol: L7Protocol, pool: ConnectionPool | None
-) -> http_protocol_options_pb2.HttpProtocolOptions | None:
+    protocol: L7Protocol, pool: ConnectionPool | None, max_connection_age: Duration
+) -> http_protocol_options_pb2.HttpProtocolOptions:
     http2 = protocol in (L7Protocol.H2C, L7Protocol.GRPC)
     common = protocol_pb2.HttpProtocolOptions()
+    # A pooled connection to a meshed endpoint is a tunnel on an HBONE connection, which presents the
+    # certificate current when it opened: retire it in time for renewed certificates to take over.
+    common.max_connection_duration.CopyFrom(duration(max_connection_age))
     h2 = protocol_pb2.Http2ProtocolOptions()
     if pool is not None:
         if pool.max_requests_per_connection is not None:
@@ -73,11 +77,8 @@ def _http_protocol_options(
             common.idle_timeout.CopyFrom(duration(pool.idle_timeout))
         if http2 and pool.max_concurrent_streams is not None:
             h2.max_concurrent_streams.value = pool.max_concurrent_streams
-    if not http2 and common.ByteSize() == 0:
-        return None
     options = http_protocol_options_pb2.HttpProtocolOptions()
-    if common.ByteSize():
-        options.common_http_protocol_options.CopyFrom(common)
+    options.common_http_protocol_options.CopyFrom(common)
     if http2:
         options.explicit_http_config.http2_protocol_options.CopyFrom(h2)
     else:
@@ -114,7 +115,8 @@ def build_cluster(
     if policy.outlier_detection is not None:
         cluster.outlier_detection.CopyFrom(_outlier_detection(policy.outlier_detection))
     protocol = port.l7_protocol
-    if protocol is not L7Protocol.TCP and (options := _http_protocol_options(protocol, pool)) is not None:
+    if protocol is not L7Protocol.TCP:
+        options = _http_protocol_options(protocol, pool, settings.max_connection_age)
         cluster.typed_extension_protocol_options[naming.HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(options))
     return cluster
 

@@ -5,25 +5,33 @@ Outbound (the source node):
     15001 chain (HTTP or TCP) -> Service cluster (EDS). A meshed endpoint is an internal address of listener
     `hbone_originate` carrying host metadata: `envoy.filters.listener.original_dst.local` = podIP:port (the
     CONNECT authority) and `nodemesh.hbone` {node: nodeIP:15008, sni, san} (where to tunnel, and whom to
-    expect there). The outbound chain shares the client's address with the internal connection as filter
-    state `envoy.filters.listener.original_dst.remote_ip`, so in `hbone_originate`:
-      original_dst listener filter: local = podIP:port, remote = the client pod's address
-      filter_chain_matcher: source IP -> the chain of that pod's identity (no match: no chain, closed)
+    expect there). The outbound chain shares the client's IP (no port) with the internal connection as the
+    hashable filter state `nodemesh.source_ip`, so in `hbone_originate`:
+      original_dst listener filter: local = podIP:port
+      filter_chain_matcher: `nodemesh.source_ip` -> the chain of that pod's identity (no match: closed)
       per identity: set SNI and the expected server SAN (filter state from the host metadata), then
       tcp_proxy tunneling_config (CONNECT podIP:port) to cluster `hbone|ns|sa`: ORIGINAL_DST on
       `nodemesh.hbone.node`, TLS with that identity's certificate (SDS), h2.
     So per node: O(services) Service clusters and EDS (shared by every node), plus one chain and one cluster
-    per local identity. Connections are pooled per originate cluster (the identity) and host (the destination
-    node), split further only by the TLS options (the destination identity's SNI/SAN).
+    per local identity. HBONE connections are pooled per originate cluster (the identity) and host (the
+    destination node), split further only by the TLS options (the destination identity's SNI/SAN). An HTTP
+    Service cluster pools its internal connections (each one tunnel) by the source IP: one client's
+    connections share tunnels, two clients never do.
+
+Certificate renewal: Envoy keeps using a pooled connection after its secret changes (only new handshakes
+take the new certificate), so both pools retire connections after `max_connection_age` (they drain: open
+streams run on) and a renewed certificate carries every new request within twice that.
 
 Inbound (the destination node), `hbone_inbound` on nodeIP:15008:
     tls_inspector; filter_chain_matcher: SNI -> the chain of that local identity: TLS with its certificate,
     client certificate required and checked against ROOTCA; HCM (h2, CONNECT). The CONNECT authority must
     be a local meshed pod of that identity (virtual hosts `podIP:port` for its HTTP ports, `podIP:*` for the
-    rest; anything else is 404: never an open relay). The peer's URI SAN and the authority go to filter
-    state shared with the upstream, and the stream is handed to internal listener `inbound_http` (L7: HCM,
-    XFCC, HTTP RBAC) or `inbound_tcp` (network RBAC), both choosing the destination pod's chain by the
-    restored destination IP, then on to the pod through ORIGINAL_DST cluster `inbound_pod`.
+    rest; anything else is 404: never an open relay). The peer's URI SAN and certificate hash and the
+    authority go to filter state shared with the upstream. A TCP CONNECT is authorized right there (the
+    pod's TCP rules, per virtual host: a denied caller gets 403 and the pod never sees a connection); the
+    stream is handed to internal listener `inbound_http` (L7: HCM, XFCC, HTTP RBAC per request) or
+    `inbound_tcp` (network RBAC again), both choosing the destination pod's chain by the restored
+    destination IP, then on to the pod through ORIGINAL_DST cluster `inbound_pod`.
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.metadata.v3 import metadata_pb2
-from google.protobuf import duration_pb2, wrappers_pb2
+from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 from xds.core.v3 import extension_pb2
 from xds.type.matcher.v3 import matcher_pb2
 
@@ -73,12 +81,16 @@ ORIGINAL_DST_METADATA = naming.ORIGINAL_DST_FILTER
 HBONE_METADATA = "nodemesh.hbone"
 # Filter state the originating chain and the inbound listener set.
 LOCAL_IP_STATE = "envoy.filters.listener.original_dst.local_ip"
-REMOTE_IP_STATE = "envoy.filters.listener.original_dst.remote_ip"
+# The client pod's IP, without its port: the port would split the Service clusters' pools per downstream
+# connection (every client connection leaving an idle tunnel behind).
+SOURCE_IP_STATE = "nodemesh.source_ip"
 SERVER_NAME_STATE = "envoy.network.upstream_server_name"
 SUBJECT_ALT_NAMES_STATE = "envoy.network.upstream_subject_alt_names"
 # The caller's SPIFFE ID at the destination, from the HBONE connection's client certificate.
 PEER_STATE = "nodemesh.peer_principal"
-# Hashable: the upstream pool is keyed by it, so no pooled connection carries two callers' identity.
+# ...and that certificate's SHA-256 (XFCC `Hash`): which certificate the caller presented.
+PEER_HASH_STATE = "nodemesh.peer_certificate_hash"
+# Hashable: the upstream pool is keyed by it, so no pooled connection carries two callers' traffic.
 STRING_FACTORY = "envoy.hashable_string"
 XFCC = "x-forwarded-client-cert"
 TLS_SOCKET = "envoy.transport_sockets.tls"
@@ -102,9 +114,10 @@ class LocalPod:
     spiffe_id: SpiffeId
     # The pod's ports that Services declare HTTP (their inner streams are terminated for L7 policy).
     http_ports: tuple[int, ...]
-    # Its authorization, for HTTP and for TCP streams.
+    # Its authorization: for HTTP requests, for TCP streams, and for TCP streams' CONNECTs.
     http_rbac: RbacFilters
     tcp_rbac: RbacFilters
+    connect_rbac: RbacFilters
 
 
 def server_name(spiffe_id: SpiffeId) -> str:
@@ -175,8 +188,9 @@ def _internal_address(listener: str, endpoint_id: str = "") -> address_pb2.Addre
     )
 
 
-def _h2_options() -> Mapping[str, object]:
+def _h2_options(max_connection_age: duration_pb2.Duration) -> Mapping[str, object]:
     options = http_protocol_options_pb2.HttpProtocolOptions()
+    options.common_http_protocol_options.max_connection_duration.CopyFrom(max_connection_age)
     options.explicit_http_config.http2_protocol_options.SetInParent()
     return {naming.HTTP_PROTOCOL_OPTIONS: pack(options)}
 
@@ -229,10 +243,14 @@ def service_transport_socket() -> base_pb2.TransportSocket:
 
 
 def source_address_filter() -> listener_components_pb2.Filter:
-    """First filter of every outbound chain: the client's address, for `hbone_originate` to pick the
-    client's identity by. Shared with the upstream ONCE (and so part of the upstream pool's key): no
-    connection to `hbone_originate` ever carries two clients' traffic."""
-    config = net_sfs_pb2.Config(on_new_connection=[_state(REMOTE_IP_STATE, "%DOWNSTREAM_REMOTE_ADDRESS%")])
+    """First filter of every outbound chain: the client's IP, for `hbone_originate` to pick the client's
+    identity by. Shared with the upstream ONCE and hashable, so it keys the upstream pool: a client's
+    connections share pooled connections to `hbone_originate`, and none ever carries two clients' traffic."""
+    config = net_sfs_pb2.Config(
+        on_new_connection=[
+            _state(SOURCE_IP_STATE, "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%", factory=STRING_FACTORY)
+        ]
+    )
     return _filter(naming.SET_FILTER_STATE_NETWORK, config)
 
 
@@ -251,17 +269,18 @@ def _upstream_tls(spiffe_id: SpiffeId) -> base_pb2.TransportSocket:
 
 
 def build_originate_cluster(
-    identity: SpiffeId, connect_timeout: duration_pb2.Duration
+    identity: SpiffeId, connect_timeout: duration_pb2.Duration, max_connection_age: duration_pb2.Duration
 ) -> cluster_pb2.Cluster:
     """HBONE connections with `identity`'s certificate to the node named by the endpoint's metadata. The
-    server's certificate must chain to ROOTCA and carry the SAN the endpoint names (filter state)."""
+    server's certificate must chain to ROOTCA and carry the SAN the endpoint names (filter state). A
+    connection takes new tunnels for `max_connection_age`: then a renewed certificate takes over."""
     cluster = cluster_pb2.Cluster(
         name=naming.hbone_cluster(identity.namespace, identity.service_account),
         type=cluster_pb2.Cluster.ORIGINAL_DST,
         lb_policy=cluster_pb2.Cluster.CLUSTER_PROVIDED,
         connect_timeout=connect_timeout,
         transport_socket=_upstream_tls(identity),
-        typed_extension_protocol_options=_h2_options(),
+        typed_extension_protocol_options=_h2_options(max_connection_age),
     )
     cluster.original_dst_lb_config.metadata_key.CopyFrom(
         metadata_pb2.MetadataKey(key=HBONE_METADATA, path=[metadata_pb2.MetadataKey.PathSegment(key="node")])
@@ -293,7 +312,7 @@ def _originate_chain(identity: SpiffeId) -> listener_components_pb2.FilterChain:
 
 def build_originate_listener(identities: Sequence[LocalIdentity]) -> listener_pb2.Listener:
     """The internal listener every meshed Service endpoint leads to: one chain per local identity, chosen
-    by the client's (restored) address. A client that is no local meshed pod matches no chain."""
+    by the client's IP (`nodemesh.source_ip`). A client that is no local meshed pod matches no chain."""
     by_ip: dict[str, str] = {}
     chains = []
     for identity in sorted(identities, key=lambda i: str(i.spiffe_id)):
@@ -308,7 +327,7 @@ def build_originate_listener(identities: Sequence[LocalIdentity]) -> listener_pb
         filter_chains=chains,
     )
     listener.filter_chain_matcher.CopyFrom(
-        _exact_tree(_input("source-ip", network_inputs_pb2.SourceIPInput()), by_ip)
+        _exact_tree(_input("source-ip", network_inputs_pb2.FilterStateInput(key=SOURCE_IP_STATE)), by_ip)
     )
     return listener
 
@@ -348,6 +367,18 @@ def _connect_route(cluster: str) -> route_components_pb2.Route:
     )
 
 
+def _connect_rbac(pod: LocalPod) -> dict[str, any_pb2.Any]:
+    """The pod's TCP rules for the CONNECT filters of its `podIP:*` virtual host; none: they pass."""
+    out: dict[str, any_pb2.Any] = {}
+    for name, rules in (
+        (naming.CONNECT_RBAC_DENY, pod.connect_rbac.deny),
+        (naming.CONNECT_RBAC_ALLOW, pod.connect_rbac.allow),
+    ):
+        if rules is not None:
+            out[name] = pack(http_rbac_pb2.RBACPerRoute(rbac=http_rbac_pb2.RBAC(rules=rules)))
+    return out
+
+
 def _inbound_route_config(name: str, pods: Sequence[LocalPod]) -> route_pb2.RouteConfiguration:
     """Authorities this identity's chain forwards: its own local pods, nothing else."""
     config = route_pb2.RouteConfiguration(name=name)
@@ -363,7 +394,10 @@ def _inbound_route_config(name: str, pods: Sequence[LocalPod]) -> route_pb2.Rout
             )
         config.virtual_hosts.append(
             route_components_pb2.VirtualHost(
-                name=f"{pod.ip}/tcp", domains=[f"{host}:*"], routes=[_connect_route(naming.INBOUND_TCP)]
+                name=f"{pod.ip}/tcp",
+                domains=[f"{host}:*"],
+                routes=[_connect_route(naming.INBOUND_TCP)],
+                typed_per_filter_config=_connect_rbac(pod),
             )
         )
     return config
@@ -374,9 +408,19 @@ def _inbound_chain(spiffe_id: SpiffeId, pods: Sequence[LocalPod]) -> listener_co
     handoff = http_sfs_pb2.Config(
         on_request_headers=[
             _state(PEER_STATE, "%DOWNSTREAM_PEER_URI_SAN%", factory=STRING_FACTORY),
+            _state(PEER_HASH_STATE, "%DOWNSTREAM_PEER_FINGERPRINT_256%", factory=STRING_FACTORY),
             _state(LOCAL_IP_STATE, "%REQ(:AUTHORITY)%"),
         ]
     )
+    # Present (passing everything unless a virtual host's rules say otherwise) only where a pod has rules.
+    authorization = [
+        _http_filter(name, http_rbac_pb2.RBAC())
+        for name, needed in (
+            (naming.CONNECT_RBAC_DENY, any(p.connect_rbac.deny is not None for p in pods)),
+            (naming.CONNECT_RBAC_ALLOW, any(p.connect_rbac.allow is not None for p in pods)),
+        )
+        if needed
+    ]
     hcm = hcm_pb2.HttpConnectionManager(
         stat_prefix=naming.stat_prefix(name),
         codec_type=hcm_pb2.HttpConnectionManager.HTTP2,
@@ -386,6 +430,7 @@ def _inbound_chain(spiffe_id: SpiffeId, pods: Sequence[LocalPod]) -> listener_co
         stream_idle_timeout=_seconds(0),
         http_filters=[
             _http_filter(naming.SET_FILTER_STATE_HTTP, handoff),
+            *authorization,
             _http_filter(naming.ROUTER_FILTER, router_pb2.Router()),
         ],
     )
@@ -422,7 +467,10 @@ def build_inbound_listener(address: str, port: int, pods: Sequence[LocalPod]) ->
 def _xfcc_route_config(pod: LocalPod) -> route_pb2.RouteConfiguration:
     # The destination learns the caller from the tunnel's client certificate; whatever XFCC the client
     # itself sent is dropped (the HCM sanitizes it, and this overwrites).
-    value = f"By={pod.spiffe_id};URI=%FILTER_STATE({PEER_STATE}:PLAIN)%"
+    value = (
+        f"By={pod.spiffe_id};Hash=%FILTER_STATE({PEER_HASH_STATE}:PLAIN)%;"
+        f"URI=%FILTER_STATE({PEER_STATE}:PLAIN)%"
+    )
     return route_pb2.RouteConfiguration(
         name=naming.inbound_pod_chain(pod.ip),
         request_headers_to_add=[

@@ -84,6 +84,9 @@ SET_FILTER_STATE_HTTP: Final = "envoy.filters.http.set_filter_state"
 TLS_INSPECTOR_FILTER: Final = "envoy.filters.listener.tls_inspector"
 RBAC_HTTP_FILTER: Final = "envoy.filters.http.rbac"
 RBAC_NETWORK_FILTER: Final = "envoy.filters.network.rbac"
+# The two RBAC filters (DENY, then ALLOW) on 15008's CONNECTs; their rules are per pod (virtual host).
+CONNECT_RBAC_DENY: Final = "nodemesh.connect.rbac.deny"
+CONNECT_RBAC_ALLOW: Final = "nodemesh.connect.rbac.allow"
 INTERNAL_LISTENER_EXTENSION: Final = "envoy.bootstrap.internal_listener"
 
 

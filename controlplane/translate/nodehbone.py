@@ -77,12 +77,18 @@ def local_inputs(
         by_identity.setdefault(spiffe_id, []).extend(w.ips)
         policies = policies_for(mesh, w, root_namespace=settings.root_namespace)
         http_rbac, tcp_rbac = build_rbac(policies, http=True), build_rbac(policies, http=False)
+        connect_rbac = build_rbac(policies, http=False, connect=True)
         http_ports = _http_ports(mesh, w, {ref for ip in w.ips for ref in services_at(ip)})
         for ip in w.ips:
             pods.setdefault(
                 ip,
                 hbone.LocalPod(
-                    ip=ip, spiffe_id=spiffe_id, http_ports=http_ports, http_rbac=http_rbac, tcp_rbac=tcp_rbac
+                    ip=ip,
+                    spiffe_id=spiffe_id,
+                    http_ports=http_ports,
+                    http_rbac=http_rbac,
+                    tcp_rbac=tcp_rbac,
+                    connect_rbac=connect_rbac,
                 ),
             )
     identities = tuple(
@@ -101,7 +107,7 @@ def build_node_hbone(
 ) -> NodeHbone:
     """The node's HBONE resources; a resource equal to its `previous` version is that very object, so the
     node's config changes only where the content does."""
-    timeout = duration(settings.connect_timeout)
+    timeout, max_age = duration(settings.connect_timeout), duration(settings.max_connection_age)
     old_listeners = {str(li.name): li for li in previous.listeners} if previous is not None else {}
     old_clusters = {str(c.name): c for c in previous.clusters} if previous is not None else {}
     http, tcp = hbone.build_pod_listeners(pods)
@@ -123,7 +129,9 @@ def build_node_hbone(
         name = naming.hbone_cluster(identity.spiffe_id.namespace, identity.spiffe_id.service_account)
         cluster = old_clusters.get(name)
         clusters.append(
-            cluster if cluster is not None else hbone.build_originate_cluster(identity.spiffe_id, timeout)
+            cluster
+            if cluster is not None
+            else hbone.build_originate_cluster(identity.spiffe_id, timeout, max_age)
         )
     return NodeHbone(
         address=address, identities=identities, pods=pods, listeners=listeners, clusters=tuple(clusters)

@@ -7,15 +7,53 @@ cgroup path holds `pod<uid>` -> /proc/<pid>/ns/net), then learns the netns cooki
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Final
+
+from controlplane.model.frozenmap import matches_selector
+from controlplane.model.peerauth import MtlsMode
+from controlplane.model.security import effective_mtls
 from controlplane.model.service import Protocol, Service
+from controlplane.model.snapshot import MeshSnapshot
 from controlplane.model.workload import Workload
 from controlplane.translate import naming
 from controlplane.translate.settings import TranslateSettings
 from protos.nodemesh.v1alpha1 import plan_pb2
 
+_PLAN_MODES: Final = {
+    MtlsMode.PERMISSIVE: plan_pb2.MTLS_MODE_PERMISSIVE,
+    MtlsMode.STRICT: plan_pb2.MTLS_MODE_STRICT,
+}
 
-def build_workload(workload: Workload, trust_domain: str) -> plan_pb2.Workload:
-    return plan_pb2.Workload(
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkloadMtls:
+    """A workload's inbound mTLS as the agent enforces it: its own mode, and the ports whose mode differs."""
+
+    mode: MtlsMode
+    ports: tuple[tuple[int, MtlsMode], ...] = ()
+
+
+def workload_mtls(mesh: MeshSnapshot, workload: Workload, root_namespace: str) -> WorkloadMtls:
+    """`effective_mtls` for the workload and for every port a PeerAuthentication selecting it names (only
+    those can differ from the workload's own mode)."""
+    own = effective_mtls(mesh, workload, None, root_namespace=root_namespace).mode
+    named: set[int] = set()
+    for policy in mesh.peer_authentications_in(workload.namespace):
+        if policy.selector is not None and matches_selector(policy.selector, workload.labels):
+            named.update(policy.port_modes)
+    ports = []
+    for port in sorted(named):
+        mode = effective_mtls(mesh, workload, port, root_namespace=root_namespace).mode
+        if mode is not own:
+            ports.append((port, mode))
+    return WorkloadMtls(mode=own, ports=tuple(ports))
+
+
+def build_workload(
+    workload: Workload, trust_domain: str, mtls: WorkloadMtls | None = None
+) -> plan_pb2.Workload:
+    message = plan_pb2.Workload(
         uid=workload.uid,
         namespace=workload.namespace,
         name=workload.name,
@@ -23,6 +61,11 @@ def build_workload(workload: Workload, trust_domain: str) -> plan_pb2.Workload:
         service_account=workload.service_account,
         spiffe_id=naming.spiffe_id(trust_domain, workload.namespace, workload.service_account),
     )
+    if mtls is not None:
+        message.mtls_mode = _PLAN_MODES[mtls.mode]
+        for port, mode in mtls.ports:
+            message.port_mtls[port] = _PLAN_MODES[mode]
+    return message
 
 
 def build_service_vip(service: Service) -> plan_pb2.ServiceVip | None:

@@ -12,6 +12,11 @@ it and their `not` forms always do, as in the reference. HTTP RBAC sees each req
 sees no L7 attribute: an ALLOW rule with L7 fields is left out (allows nothing), a DENY rule keeps only its
 L4 fields (denies more). The caller's IP is not known at the destination, so `ipBlocks` and `source.ip`
 fail closed the same way (see `_rule`).
+
+TCP rules are enforced a first time on the tunnel's CONNECT at 15008 (`connect=True`), before anything
+connects to the pod: network RBAC decides only on the stream's first bytes, after its TCP proxy has
+connected, so a server that speaks first would greet a denied caller. There the connection's own port is
+15008, so ports are matched on the CONNECT authority (`podIP:port`) instead.
 """
 
 from __future__ import annotations
@@ -166,12 +171,23 @@ def _source(source: Source) -> Principal:
     return _and_ids(ids)
 
 
-def _operation(operation: Operation, *, l7: bool) -> Permission:
+def _port(port: int, *, authority: bool) -> Permission:
+    """The destination port: the connection's, or (`authority`) the port the CONNECT authority names."""
+    if authority:
+        return Permission(
+            header=route_components_pb2.HeaderMatcher(
+                name=":authority", string_match=string_pb2.StringMatcher(suffix=f":{port}")
+            )
+        )
+    return Permission(destination_port=port)
+
+
+def _operation(operation: Operation, *, l7: bool, authority: bool) -> Permission:
     rules: list[Permission] = []
     if operation.ports:
-        rules.append(_or_rules([Permission(destination_port=p) for p in operation.ports]))
+        rules.append(_or_rules([_port(p, authority=authority) for p in operation.ports]))
     if operation.not_ports:
-        rules.append(_not_rule(_or_rules([Permission(destination_port=p) for p in operation.not_ports])))
+        rules.append(_not_rule(_or_rules([_port(p, authority=authority) for p in operation.not_ports])))
     if l7:
         for values, negate in ((operation.methods, False), (operation.not_methods, True)):
             if values:
@@ -184,7 +200,9 @@ def _operation(operation: Operation, *, l7: bool) -> Permission:
     return _and_rules(rules)
 
 
-def _condition_value(condition: Condition, value: ConditionValue) -> Principal | Permission:
+def _condition_value(
+    condition: Condition, value: ConditionValue, *, authority: bool
+) -> Principal | Permission:
     match condition.key:
         case ConditionKey.REQUEST_HEADERS:
             assert isinstance(value, StringMatch)
@@ -199,14 +217,16 @@ def _condition_value(condition: Condition, value: ConditionValue) -> Principal |
             return _principal(value)
         case ConditionKey.DESTINATION_PORT:
             assert isinstance(value, int)
-            return Permission(destination_port=value)
+            return _port(value, authority=authority)
 
 
-def _condition(condition: Condition, principals: list[Principal], permissions: list[Permission]) -> None:
+def _condition(
+    condition: Condition, principals: list[Principal], permissions: list[Permission], *, authority: bool
+) -> None:
     for values, negate in ((condition.values, False), (condition.not_values, True)):
         if not values:
             continue
-        matchers = [_condition_value(condition, v) for v in values]
+        matchers = [_condition_value(condition, v, authority=authority) for v in values]
         if isinstance(matchers[0], Principal):
             ids = [m for m in matchers if isinstance(m, Principal)]
             principals.append(_not_id(_or_ids(ids)) if negate else _or_ids(ids))
@@ -229,7 +249,9 @@ def _without_source_ip(rule: AuthorizationRule) -> AuthorizationRule:
     )
 
 
-def _rule(rule: AuthorizationRule, action: AuthorizationAction, *, http: bool) -> rbac_pb2.Policy | None:
+def _rule(
+    rule: AuthorizationRule, action: AuthorizationAction, *, http: bool, authority: bool
+) -> rbac_pb2.Policy | None:
     """One rule as an Envoy policy; None when it can match nothing here (L7 in an ALLOW rule on TCP).
 
     The caller's IP is not known at the destination (the tunnel comes from its node), so source-IP fields
@@ -245,30 +267,37 @@ def _rule(rule: AuthorizationRule, action: AuthorizationAction, *, http: bool) -
     if rule.sources:
         principals.append(_or_ids([_source(s) for s in rule.sources]))
     if rule.operations:
-        permissions.append(_or_rules([_operation(o, l7=http) for o in rule.operations]))
+        permissions.append(_or_rules([_operation(o, l7=http, authority=authority) for o in rule.operations]))
     for condition in rule.conditions:
         if not http and condition.key.l7:
             continue  # DENY on TCP: dropped, so the rule matches on its L4 fields alone
-        _condition(condition, principals, permissions)
+        _condition(condition, principals, permissions, authority=authority)
     return rbac_pb2.Policy(permissions=[_and_rules(permissions)], principals=[_and_ids(principals)])
 
 
-def _policies(policies: tuple[AuthorizationPolicy, ...], *, http: bool) -> dict[str, rbac_pb2.Policy]:
+def _policies(
+    policies: tuple[AuthorizationPolicy, ...], *, http: bool, authority: bool
+) -> dict[str, rbac_pb2.Policy]:
     out: dict[str, rbac_pb2.Policy] = {}
     for policy in policies:
         for i, rule in enumerate(policy.rules):
-            translated = _rule(rule, policy.action, http=http)
+            translated = _rule(rule, policy.action, http=http, authority=authority)
             if translated is not None:
                 out[f"{policy.namespace}/{policy.name}/rule/{i}"] = translated
     return out
 
 
-def build_rbac(policies: WorkloadPolicies, *, http: bool) -> RbacFilters:
-    """The RBAC filters for a workload's `policies` on HTTP (`http`) or TCP traffic."""
+def build_rbac(policies: WorkloadPolicies, *, http: bool, connect: bool = False) -> RbacFilters:
+    """The RBAC filters for a workload's `policies` on HTTP (`http`) or TCP traffic; `connect`: TCP rules
+    for the tunnel's CONNECT (HTTP RBAC, ports from the authority)."""
+    if http and connect:
+        raise ValueError("the CONNECT carries TCP rules: http and connect exclude each other")
     deny = None
-    if policies.deny and (rules := _policies(policies.deny, http=http)):
+    if policies.deny and (rules := _policies(policies.deny, http=http, authority=connect)):
         deny = rbac_pb2.RBAC(action=rbac_pb2.RBAC.DENY, policies=rules)
     allow = None
     if policies.allow:
-        allow = rbac_pb2.RBAC(action=rbac_pb2.RBAC.ALLOW, policies=_policies(policies.allow, http=http))
+        allow = rbac_pb2.RBAC(
+            action=rbac_pb2.RBAC.ALLOW, policies=_policies(policies.allow, http=http, authority=connect)
+        )
     return RbacFilters(deny=deny, allow=allow)

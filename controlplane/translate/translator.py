@@ -57,7 +57,13 @@ from controlplane.translate.listener import (
     destination_tree,
 )
 from controlplane.translate.nodehbone import NodeHbone, build_node_hbone, local_inputs, mesh_clusters
-from controlplane.translate.plan import build_node_settings, build_service_vip, build_workload
+from controlplane.translate.plan import (
+    WorkloadMtls,
+    build_node_settings,
+    build_service_vip,
+    build_workload,
+    workload_mtls,
+)
 from controlplane.translate.policies import EffectivePolicy, effective_policy, target_diagnostics
 from controlplane.translate.routing import RouteInputs, build_route_config
 from controlplane.translate.settings import TranslateSettings
@@ -262,19 +268,21 @@ class _NodeState:
     listeners: PMap[str, listener_pb2.Listener]
     route_configs: PMap[str, route_pb2.RouteConfiguration]
     plans: PMap[str, plan_pb2.Workload]
-    plan_builds: Mapping[Workload, plan_pb2.Workload]
+    # Keyed by the workload and its inbound mTLS (PeerAuthentications change the plan, not the workload).
+    plan_builds: Mapping[tuple[Workload, WorkloadMtls], plan_pb2.Workload]
     node_settings: plan_pb2.NodeSettings
     # HBONE: what it was built from (security sources compared by identity, the Services at each local
     # pod IP by value) and what it built.
-    security: tuple[object, object]
+    security: tuple[object, object, object]
     endpoints_at: tuple[frozenset[ObjectRef], ...]
     hbone: NodeHbone
     config: NodeConfig
 
 
-def _security_sources(mesh: MeshSnapshot) -> tuple[object, object]:
-    """The snapshot maps a node's authorization and HTTP ports read (besides its workloads)."""
-    return (mesh.authorization_policies, mesh.services)
+def _security_sources(mesh: MeshSnapshot) -> tuple[object, object, object]:
+    """The snapshot maps a node's authorization, HTTP ports and plan's mTLS modes read (besides its
+    workloads)."""
+    return (mesh.authorization_policies, mesh.services, mesh.peer_authentications)
 
 
 def _same_node_config(a: NodeConfig, b: NodeConfig) -> bool:
@@ -904,11 +912,15 @@ class Translator:
             for c in consumer_chains:
                 route_configs = route_configs.set(str(c.route_config.name), c.route_config)
 
-        plan_builds: Mapping[Workload, plan_pb2.Workload]
-        if state is not None and _same_objects(state.workloads, workloads):
+        plan_builds: Mapping[tuple[Workload, WorkloadMtls], plan_pb2.Workload]
+        if (
+            state is not None
+            and _same_objects(state.workloads, workloads)
+            and state.security[2] is mesh.peer_authentications
+        ):
             plans, plan_builds = state.plans, state.plan_builds
         else:
-            plans, plan_builds = self._plans(workloads, state.plan_builds if state is not None else {})
+            plans, plan_builds = self._plans(mesh, workloads, state.plan_builds if state is not None else {})
 
         if state is not None and state.node_settings.envoy_address == address:
             node_settings = state.node_settings
@@ -987,16 +999,20 @@ class Translator:
         return clusters
 
     def _plans(
-        self, workloads: tuple[Workload, ...], previous: Mapping[Workload, plan_pb2.Workload]
-    ) -> tuple[PMap[str, plan_pb2.Workload], dict[Workload, plan_pb2.Workload]]:
-        built: dict[Workload, plan_pb2.Workload] = {}
+        self,
+        mesh: MeshSnapshot,
+        workloads: tuple[Workload, ...],
+        previous: Mapping[tuple[Workload, WorkloadMtls], plan_pb2.Workload],
+    ) -> tuple[PMap[str, plan_pb2.Workload], dict[tuple[Workload, WorkloadMtls], plan_pb2.Workload]]:
+        built: dict[tuple[Workload, WorkloadMtls], plan_pb2.Workload] = {}
         for w in workloads:
-            message = previous.get(w)
+            key = (w, workload_mtls(mesh, w, self.settings.root_namespace))
+            message = previous.get(key)
             if message is None:
-                message = build_workload(w, self.settings.trust_domain)
+                message = build_workload(w, self.settings.trust_domain, key[1])
                 self.builds[BuildKind.WORKLOAD] += 1
-            built[w] = message
-        return PMap((w.uid, message) for w, message in built.items()), built
+            built[key] = message
+        return PMap((w.uid, message) for (w, _), message in built.items()), built
 
     def _listener(
         self,

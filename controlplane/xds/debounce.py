@@ -6,11 +6,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Hashable)
+
+
+class DebounceObserver(Protocol):
+    """Told about each push the debouncer lets through (metrics)."""
+
+    def debounced(self, *, waited: float, notifications: int) -> None:
+        """`waited`: seconds from the first pending notify to the push; `notifications`: how many notifies
+        the push coalesced (1: none merged)."""
 
 
 class Debouncer(Generic[R]):
@@ -23,6 +31,7 @@ class Debouncer(Generic[R]):
         max_wait: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        observer: DebounceObserver | None = None,
     ) -> None:
         if quiet < 0 or max_wait < quiet:
             raise ValueError("need 0 <= quiet <= max_wait")
@@ -30,6 +39,8 @@ class Debouncer(Generic[R]):
         self._max_wait = max_wait
         self._clock = clock
         self._sleep = sleep
+        self._observer = observer
+        self._notifications = 0
         self._pending: set[R] = set()
         self._first = 0.0
         self._last = 0.0
@@ -40,6 +51,7 @@ class Debouncer(Generic[R]):
         if not self._pending:
             self._first = now
         self._pending.add(reason)
+        self._notifications += 1
         self._last = now
         self._wake.set()
 
@@ -60,5 +72,8 @@ class Debouncer(Generic[R]):
             reasons = frozenset(self._pending)
             self._pending.clear()
             self._wake.clear()
+            notifications, self._notifications = self._notifications, 0
+            if self._observer is not None:
+                self._observer.debounced(waited=self._clock() - self._first, notifications=notifications)
             logger.debug("debounced push reasons=%s", sorted(map(str, reasons)))
             await push(reasons)

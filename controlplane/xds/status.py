@@ -9,6 +9,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Protocol
+
+from controlplane.xds.snapshot import Snapshot
 
 _NO_VERSIONS: Mapping[str, str] = MappingProxyType({})
 _MAX_PENDING = 64
@@ -104,6 +107,20 @@ class _TypeRecord:
     responses_sent: int = 0
     bytes_sent: int = 0
 
+    @property
+    def settled(self) -> bool:
+        """Nothing outstanding: no response sent yet, or the last one was ACKed or NACKed."""
+        nonce = self.sent_nonce
+        return (
+            not nonce
+            or self.acked_nonce == nonce
+            or (self.last_nack is not None and self.last_nack.nonce == nonce)
+        )
+
+    @property
+    def errored(self) -> bool:
+        return self.last_nack is not None and self.last_nack.nonce == self.sent_nonce
+
     def freeze(self) -> TypeStatus:
         return TypeStatus(
             type_url=self.type_url,
@@ -120,6 +137,21 @@ class _TypeRecord:
         )
 
 
+class StreamListener(Protocol):
+    """Told when a stream may have come into sync, NACKed, or closed (the convergence tracker).
+
+    Called on the serving path: implementations must be O(1) for nodes they are not waiting on.
+    """
+
+    def stream_progressed(self, stream: StreamStatus) -> None:
+        """The stream evaluated a new snapshot, or its last outstanding response was ACKed."""
+
+    def stream_nacked(self, stream: StreamStatus) -> None: ...
+
+    def stream_closed(self, stream: StreamStatus) -> None:
+        """Called once the stream is no longer in `ProxyStatusRegistry.streams_of`."""
+
+
 @dataclass(slots=True)
 class StreamStatus:
     """The mutable record one stream keeps up to date; readers get `StreamInfo` copies."""
@@ -129,6 +161,31 @@ class StreamStatus:
     _types: dict[str, _TypeRecord] = field(default_factory=dict)
     # Delta: versions each outstanding nonce carried, applied to the ACKed set when that nonce is ACKed.
     _pending: dict[str, Mapping[str, str | None]] = field(default_factory=dict)
+    # The snapshot the stream last evaluated, recorded once the responses it caused were written.
+    evaluated: Snapshot | None = None
+    # Types whose last response awaits its ACK or NACK: kept as a count so "in sync?" is O(1).
+    unsettled: int = 0
+
+    @property
+    def node_id(self) -> str:
+        return self.info.node_id
+
+    def in_sync(self, snapshot: Snapshot | None) -> bool:
+        """Evaluated `snapshot`, every response ACKed, none NACKed."""
+        return (
+            snapshot is not None
+            and self.evaluated is snapshot
+            and not self.unsettled
+            and not any(r.errored for r in self._types.values())
+        )
+
+    def record_evaluated(self, snapshot: Snapshot) -> None:
+        """The stream has looked at `snapshot` and written every response it called for."""
+        if snapshot is not self.evaluated:
+            self.evaluated = snapshot
+            listener = self._registry.listener
+            if listener is not None:
+                listener.stream_progressed(self)
 
     def _get(self, type_url: str) -> _TypeRecord:
         record = self._types.get(type_url)
@@ -155,6 +212,8 @@ class StreamStatus:
         applied to the ACKed set on ACK. SotW passes what the response carried (informational: a SotW ACK
         means the client holds `resources`, which SotW never mutates)."""
         record = self._get(type_url)
+        if record.settled:
+            self.unsettled += 1
         if delta_changes is not None and self.info.variant is Variant.DELTA:
             self._pending[nonce] = delta_changes
             while len(self._pending) > _MAX_PENDING:  # a client that never ACKs
@@ -168,6 +227,7 @@ class StreamStatus:
 
     def record_ack(self, type_url: str, *, nonce: str, version: str) -> None:
         record = self._get(type_url)
+        was_settled = record.settled
         changes = self._pending.pop(nonce, None)
         if changes is None:
             record.acked_resources = record.sent_resources
@@ -182,19 +242,29 @@ class StreamStatus:
                     record.delta_acked[name] = resource_version
         record.acked_version = version
         record.acked_nonce = nonce
+        if not was_settled and record.settled:
+            self.unsettled -= 1
+            listener = self._registry.listener
+            if listener is not None and not self.unsettled:
+                listener.stream_progressed(self)
 
     def record_nack(self, type_url: str, *, nonce: str, version: str, message: str) -> None:
         self._pending.pop(nonce, None)
-        self._get(type_url).last_nack = Nack(
-            version=version, nonce=nonce, message=message, at=self._registry.clock()
-        )
+        record = self._get(type_url)
+        was_settled = record.settled
+        record.last_nack = Nack(version=version, nonce=nonce, message=message, at=self._registry.clock())
+        if not was_settled and record.settled:
+            self.unsettled -= 1
+        listener = self._registry.listener
+        if listener is not None:
+            listener.stream_nacked(self)
 
     def snapshot(self) -> StreamInfo:
         types = {type_url: record.freeze() for type_url, record in self._types.items()}
         return replace(self.info, types=MappingProxyType(types))
 
     def close(self) -> None:
-        self._registry._remove(self.info.stream_id)
+        self._registry._remove(self)
 
 
 class ProxyStatusRegistry:
@@ -204,6 +274,12 @@ class ProxyStatusRegistry:
         self.clock = clock
         self._ids = itertools.count(1)
         self._streams: dict[int, StreamStatus] = {}
+        self._by_node: dict[str, dict[int, StreamStatus]] = {}
+        self.listener: StreamListener | None = None
+
+    def listen(self, listener: StreamListener | None) -> None:
+        """Tell `listener` about stream progress (one listener: the composition root wires it)."""
+        self.listener = listener
 
     def open_stream(
         self, *, node_id: str, cluster: str, node_bytes: bytes, peer: str, variant: Variant
@@ -221,13 +297,32 @@ class ProxyStatusRegistry:
         )
         status = StreamStatus(info=info, _registry=self)
         self._streams[stream_id] = status
+        self._by_node.setdefault(node_id, {})[stream_id] = status
         return status
 
     def streams(self) -> tuple[StreamInfo, ...]:
         return tuple(s.snapshot() for s in self._streams.values())
 
-    def _remove(self, stream_id: int) -> None:
-        self._streams.pop(stream_id, None)
+    def statuses(self) -> tuple[StreamStatus, ...]:
+        """The live records (read them, do not record into them)."""
+        return tuple(self._streams.values())
+
+    def streams_of(self, node_id: str) -> tuple[StreamStatus, ...]:
+        """The live records of one node's connected streams."""
+        streams = self._by_node.get(node_id)
+        return tuple(streams.values()) if streams else ()
+
+    def _remove(self, status: StreamStatus) -> None:
+        stream_id = status.info.stream_id
+        if self._streams.pop(stream_id, None) is None:
+            return
+        node = self._by_node.get(status.node_id)
+        if node is not None:
+            node.pop(stream_id, None)
+            if not node:
+                del self._by_node[status.node_id]
+        if self.listener is not None:
+            self.listener.stream_closed(status)
 
     def __len__(self) -> int:
         return len(self._streams)

@@ -232,6 +232,10 @@ async def serve_stream(
             for push in pushes:
                 size = await _write(push, machine, context, env)
                 env.metrics.observe_push(push.type_url, variant, size, env.clock() - started)
+            # Only now, with its responses written (and so recorded as awaiting ACKs): the stream is in
+            # sync with this snapshot once they are ACKed. An identity check when nothing changed.
+            if machine.status is not None and machine.snapshot is not None:
+                machine.status.record_evaluated(machine.snapshot)
     finally:
         # Bookkeeping first: the awaits below may be interrupted by a second cancellation.
         env.metrics.connected.labels(variant).dec()

@@ -23,12 +23,16 @@ from nodeagent.datapath.maps import (
     DesiredState,
     EnvoyTarget,
     Exclusions,
+    InboundCounter,
+    InboundKey,
+    InboundMode,
     PodSettings,
     ReconcileReport,
     RedirectMaps,
     ServicePort,
 )
 from nodeagent.datapath.netns import netns_cookie, netns_path
+from nodeagent.datapath.netnshooks import NetnsHooks, NetnsLink, NetnsSyncReport
 from nodeagent.datapath.programs import Hook
 
 __all__ = [
@@ -41,11 +45,17 @@ __all__ = [
     "EnvoyTarget",
     "Exclusions",
     "Hook",
+    "InboundCounter",
+    "InboundKey",
+    "InboundMode",
     "InstallReport",
     "Libbpf",
     "LinkStatus",
     "MapError",
     "NetnsError",
+    "NetnsHooks",
+    "NetnsLink",
+    "NetnsSyncReport",
     "PodSettings",
     "ProgramError",
     "ReconcileReport",

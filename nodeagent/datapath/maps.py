@@ -14,16 +14,18 @@ import os
 import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Protocol, Self
+from typing import Final, Protocol, Self, TypeVar
 
 from nodeagent.datapath.errors import MapError
 from nodeagent.datapath.libbpf import Libbpf
 
 log = logging.getLogger(__name__)
+
+C = TypeVar("C", bound=StrEnum)
 
 # Limits shared with bpf/lib/*.h (tests/datapath checks them against the C).
 MAX_POD_EXCLUDED_PORTS: Final = 8
@@ -85,6 +87,16 @@ class CCidrKey(ctypes.Structure):
     ]
 
 
+class CInboundKey(ctypes.Structure):
+    """Mirrors `struct nodemesh_inbound_key` (bpf/lib/inbound.h)."""
+
+    _fields_ = [
+        ("ip", ctypes.c_uint32),  # network order
+        ("port", ctypes.c_uint16),  # host order; 0: the workload's own mode
+        ("_pad", ctypes.c_uint16),
+    ]
+
+
 class CConfig(ctypes.Structure):
     """Mirrors `struct nodemesh_config` (bpf/lib/config.h)."""
 
@@ -104,6 +116,7 @@ MIRRORS: Final[Mapping[str, type[ctypes.Structure]]] = {
     "nodemesh_service_key": CServiceKey,
     "nodemesh_cidr_key": CCidrKey,
     "nodemesh_config": CConfig,
+    "nodemesh_inbound_key": CInboundKey,
 }
 
 
@@ -130,6 +143,39 @@ class Counter(StrEnum):
 COUNTER_INDEX: Final[Mapping[Counter, int]] = {counter: index for index, counter in enumerate(Counter)}
 
 
+class InboundCounter(StrEnum):
+    """Mirrors `enum nodemesh_inbound_counter` (bpf/lib/inbound.h): same order. The inbound program's verdicts
+    on new connections to meshed pods; the `refused_*` ones are the drops by reason."""
+
+    REFUSED_STRICT_WORKLOAD = "refused_strict_workload"
+    REFUSED_STRICT_PORT = "refused_strict_port"
+    ACCEPTED_ENVOY = "accepted_envoy"
+    ACCEPTED_SAME_POD = "accepted_same_pod"
+    ACCEPTED_EXCLUDED_PORT = "accepted_excluded_port"
+    ACCEPTED_PERMISSIVE = "accepted_permissive"
+
+    @property
+    def refused(self) -> bool:
+        return self.value.startswith("refused_")
+
+    @property
+    def reason(self) -> str:
+        """The metric label: the value without its verdict."""
+        return self.value.removeprefix("refused_").removeprefix("accepted_")
+
+
+INBOUND_COUNTER_INDEX: Final[Mapping[InboundCounter, int]] = {
+    counter: index for index, counter in enumerate(InboundCounter)
+}
+
+
+class InboundMode(IntEnum):
+    """Values of `nodemesh_inbound_policy` (NODEMESH_INBOUND_* in bpf/lib/inbound.h)."""
+
+    PERMISSIVE = 1  # only needed as an exception: a PERMISSIVE port of a STRICT workload
+    STRICT = 2
+
+
 class MapName(StrEnum):
     """The pinned maps, by their C names."""
 
@@ -141,6 +187,8 @@ class MapName(StrEnum):
     EXCLUDED_CIDRS = "nodemesh_excluded_cidrs"
     CONFIG = "nodemesh_config"
     COUNTERS = "nodemesh_counters"
+    INBOUND_POLICY = "nodemesh_inbound_policy"
+    INBOUND_COUNTERS = "nodemesh_inbound_counters"
 
 
 # (key type, value type) of each map; the value of a per-CPU map is one slot per possible CPU.
@@ -153,6 +201,8 @@ MAP_LAYOUT: Final[Mapping[MapName, tuple[type[ctypes._CData], type[ctypes._CData
     MapName.EXCLUDED_CIDRS: (CCidrKey, ctypes.c_uint8),
     MapName.CONFIG: (ctypes.c_uint32, CConfig),
     MapName.COUNTERS: (ctypes.c_uint32, ctypes.c_uint64),
+    MapName.INBOUND_POLICY: (CInboundKey, ctypes.c_uint8),
+    MapName.INBOUND_COUNTERS: (ctypes.c_uint32, ctypes.c_uint64),
 }
 
 
@@ -226,6 +276,22 @@ class Endpoint:
         return f"{self.ip}:{self.port}"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True, order=True)
+class InboundKey:
+    """Where an inbound mode applies: a pod address and port, or with port 0 every port of the address
+    that has no entry of its own."""
+
+    ip: IPv4Address
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port < 65536:
+            raise MapError(f"port out of range: {self.port}")
+
+    def __str__(self) -> str:
+        return f"{self.ip}:{self.port or '*'}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RedirectedConnection:
     """An established redirected connection: the client's address, the Envoy address it reached, and where it
@@ -244,6 +310,8 @@ class DesiredState:
     meshed: Mapping[int, PodSettings] = field(default_factory=dict)
     exclusions: Exclusions = field(default_factory=Exclusions)
     services: frozenset[ServicePort] = frozenset()
+    # Inbound enforcement: absent keys are PERMISSIVE (not enforced).
+    inbound: Mapping[InboundKey, InboundMode] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -255,6 +323,8 @@ class ReconcileReport:
     services_removed: int = 0
     exclusions_changed: bool = False
     target_changed: bool = False
+    inbound_set: int = 0
+    inbound_removed: int = 0
 
     @property
     def changed(self) -> bool:
@@ -266,6 +336,8 @@ class ReconcileReport:
             or self.services_removed
             or self.exclusions_changed
             or self.target_changed
+            or self.inbound_set
+            or self.inbound_removed
         )
 
 
@@ -332,6 +404,10 @@ def _cidr_key(network: IPv4Network) -> CCidrKey:
     return CCidrKey(prefixlen=network.prefixlen, ip=_ip_be(network.network_address))
 
 
+def _inbound_key(key: InboundKey) -> CInboundKey:
+    return CInboundKey(ip=_ip_be(key.ip), port=key.port)
+
+
 class RedirectMaps(Protocol):
     """What the node agent needs from the maps (fakeable in agent tests)."""
 
@@ -348,6 +424,10 @@ class RedirectMaps(Protocol):
     def set_services(self, services: frozenset[ServicePort]) -> None: ...
 
     def counters(self) -> Mapping[Counter, int]: ...
+
+    def inbound_counters(self) -> Mapping[InboundCounter, int]: ...
+
+    def inbound(self) -> dict[InboundKey, InboundMode]: ...
 
     def reconcile(self, desired: DesiredState) -> ReconcileReport: ...
 
@@ -484,15 +564,52 @@ class DatapathMaps(RedirectMaps):
             result.add(ServicePort(ip=_ip_from_be(int(key.ip)), port=int(key.port)))
         return frozenset(result)
 
+    # Inbound enforcement.
+
+    def _inbound_entries(self) -> dict[InboundKey, int]:
+        fd = self._fd(MapName.INBOUND_POLICY)
+        result: dict[InboundKey, int] = {}
+        for key in list(self._keys(MapName.INBOUND_POLICY)):
+            assert isinstance(key, CInboundKey)
+            value = ctypes.c_uint8()
+            if self._lib.lookup(fd, key, value):
+                result[InboundKey(ip=_ip_from_be(int(key.ip)), port=int(key.port))] = int(value.value)
+        return result
+
+    def inbound(self) -> dict[InboundKey, InboundMode]:
+        """The inbound policy entries (values this agent never writes are left out)."""
+        modes = {int(mode) for mode in InboundMode}
+        return {key: InboundMode(value) for key, value in self._inbound_entries().items() if value in modes}
+
+    def set_inbound(self, inbound: Mapping[InboundKey, InboundMode]) -> tuple[int, int]:
+        """Makes the inbound policy map equal to `inbound`; returns (entries set, entries removed).
+        Sets go first, so a pod going from a workload-wide to a port-level STRICT is never briefly
+        unenforced on a port both cover."""
+        fd = self._fd(MapName.INBOUND_POLICY)
+        current = self._inbound_entries()
+        changed = 0
+        for key, mode in sorted(inbound.items()):
+            if current.get(key) != int(mode):
+                self._lib.update(fd, _inbound_key(key), ctypes.c_uint8(int(mode)))
+                changed += 1
+        removed = sum(1 for key in current if key not in inbound and self._lib.delete(fd, _inbound_key(key)))
+        return changed, removed
+
     # Observations.
 
     def counters(self) -> Mapping[Counter, int]:
-        fd = self._fd(MapName.COUNTERS)
+        return self._percpu_counters(MapName.COUNTERS, COUNTER_INDEX)
+
+    def inbound_counters(self) -> Mapping[InboundCounter, int]:
+        return self._percpu_counters(MapName.INBOUND_COUNTERS, INBOUND_COUNTER_INDEX)
+
+    def _percpu_counters(self, name: MapName, indexes: Mapping[C, int]) -> Mapping[C, int]:
+        fd = self._fd(name)
         slots = (ctypes.c_uint64 * self._cpus)()
-        result: dict[Counter, int] = {}
-        for counter, index in COUNTER_INDEX.items():
+        result: dict[C, int] = {}
+        for counter, index in indexes.items():
             if not self._lib.lookup(fd, ctypes.c_uint32(index), slots):
-                raise MapError(f"counter {counter} missing from {MapName.COUNTERS}")
+                raise MapError(f"counter {counter} missing from {name}")
             result[counter] = sum(int(slot) for slot in slots)
         return result
 
@@ -542,6 +659,7 @@ class DatapathMaps(RedirectMaps):
         exclusions_changed = self.exclusions() != desired.exclusions
         if exclusions_changed:
             self.set_exclusions(desired.exclusions)
+        inbound_set, inbound_removed = self.set_inbound(desired.inbound)
         removed = sum(1 for cookie in current if cookie not in desired.meshed and self.remove_meshed(cookie))
         report = ReconcileReport(
             meshed_added=added,
@@ -551,6 +669,8 @@ class DatapathMaps(RedirectMaps):
             services_removed=len(current_services - desired.services),
             exclusions_changed=exclusions_changed,
             target_changed=target_changed,
+            inbound_set=inbound_set,
+            inbound_removed=inbound_removed,
         )
         if report.changed:
             log.info("datapath maps reconciled: %s", report)

@@ -140,7 +140,9 @@ class NetnsHooks:
     def _program_fd(self) -> int:
         pins = sorted((self.pin_dir / "progs").glob(f"{Hook.INBOUND}-*"))
         if len(pins) != 1:
-            raise ProgramError(f"expected one pinned {Hook.INBOUND} program, found {len(pins)}: install first")
+            raise ProgramError(
+                f"expected one pinned {Hook.INBOUND} program, found {len(pins)}: install first"
+            )
         fd = self._lib.get_pinned(pins[0])
         if fd is None:
             raise ProgramError(f"{pins[0]} vanished")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.machine import Machine
 from bench.report import load_results, render_markdown, write_report
-from bench.result import BenchResult, Figure, Statistic, at_most
+from bench.result import BenchResult, Figure, Statistic, at_most, skipped
 
 MACHINE = Machine(
     nproc=2,
@@ -63,3 +63,11 @@ def test_markdown_marks_missed_targets() -> None:
     assert rows[0].endswith("| p99 <= 10 ms | **NO** |  |")
     assert rows[1].endswith("| p99 <= 10 ms | yes |  |")
     assert "command: `python -m bench`" in text
+
+
+def test_a_skipped_benchmark_shows_its_reason_and_no_table() -> None:
+    result = skipped(name="datapath", title="Data path", reason="needs root")
+    text = render_markdown(MACHINE, [result], quick=False)
+    section = text.split("## Data path (`datapath`)", 1)[1]
+    assert "Skipped: needs root." in section
+    assert "| figure |" not in section

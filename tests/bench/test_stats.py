@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from bench.stats import EmptySamplesError, Summary, percentile, summarize
+from bench.stats import EmptySamplesError, Summary, median_difference_interval, percentile, summarize
 
 
 def test_percentile_interpolates_linearly_between_ranks() -> None:
@@ -66,3 +66,19 @@ def test_spread_of_zero_median() -> None:
     assert flat.spread == 1.0
     tail = Summary(count=2, median=0.0, p50=0.0, p99=1.0, min=0.0, max=1.0, iqr=0.0)
     assert tail.spread == math.inf
+
+
+def test_median_difference_interval_brackets_a_real_gap_and_excludes_zero() -> None:
+    a = [10.0 + (i % 7) for i in range(200)]
+    b = [20.0 + (i % 7) for i in range(200)]
+    low, high = median_difference_interval(a, b)
+    assert low <= -10.0 <= high
+    assert high < 0
+    # Same samples, same seed: the same interval.
+    assert median_difference_interval(a, b) == (low, high)
+
+
+def test_median_difference_interval_of_identical_samples_contains_zero() -> None:
+    a = [float(i) for i in range(100)]
+    low, high = median_difference_interval(a, list(a))
+    assert low <= 0.0 <= high

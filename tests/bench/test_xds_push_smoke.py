@@ -27,6 +27,9 @@ async def test_benchmark_runs_at_a_tiny_size(variant: Variant, tmp_path: Path) -
     assert measured.clients.responses["cds"] == measured.clients.responses["rds"] == 2
     # The naive rebuild serializes exactly the volume the server sent for that change.
     assert measured.naive_bytes == measured.sent_bytes[-len(measured.naive_bytes) :]
+    # The cold start's naive rebuild covers every response it sent (4 types per stream at least).
+    assert measured.cold_responses >= 2 * 4
+    assert measured.cold_naive_bytes == measured.cold_sent_bytes
     # Both variants send each client only the changed assignment (SotW EDS responses may be partial).
     assert measured.sent_resources == (2, 2)
     names = [f.name for f in figures(measured)]

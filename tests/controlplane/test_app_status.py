@@ -85,3 +85,9 @@ async def _check_statuses(api: ApiServerDouble, settings: Settings) -> None:
         api.apply(route("later", "reviews"))
         await until(lambda: "Accepted" in conditions(api, "later"), "the new route's status")
         assert conditions(api, "later")["Accepted"]["status"] == "True"
+
+        # A Kubernetes source exports its informers' watch restarts and relists.
+        metrics = controlplane.metrics_registry
+        assert metrics.get_sample_value("nodemesh_kube_relists_total", {"kind": "HTTPRoute"}) == 0
+        labels = {"kind": "Service", "reason": "expired"}
+        assert metrics.get_sample_value("nodemesh_kube_watch_restarts_total", labels) == 0

@@ -26,6 +26,9 @@ def layout() -> CLayout:
         "NODEMESH_POD_REDIRECT_ALL",
         "NODEMESH_CTR_MAX",
         *(f"NODEMESH_CTR_{counter.name}" for counter in maps.Counter),
+        "NODEMESH_IN_MAX",
+        *(f"NODEMESH_IN_{counter.name}" for counter in maps.InboundCounter),
+        *(f"NODEMESH_INBOUND_{mode.name}" for mode in maps.InboundMode),
     ]
     try:
         return probe_c_layout({name: _fields(mirror) for name, mirror in maps.MIRRORS.items()}, constants)
@@ -54,6 +57,15 @@ def test_counter_indexes_match_c_enum(layout: CLayout) -> None:
     assert layout.constants["NODEMESH_CTR_MAX"] == len(maps.Counter)
     for counter, index in maps.COUNTER_INDEX.items():
         assert layout.constants[f"NODEMESH_CTR_{counter.name}"] == index, counter
+
+
+@pytest.mark.privileged
+def test_inbound_counter_indexes_and_modes_match_c(layout: CLayout) -> None:
+    assert layout.constants["NODEMESH_IN_MAX"] == len(maps.InboundCounter)
+    for counter, index in maps.INBOUND_COUNTER_INDEX.items():
+        assert layout.constants[f"NODEMESH_IN_{counter.name}"] == index, counter
+    for mode in maps.InboundMode:
+        assert layout.constants[f"NODEMESH_INBOUND_{mode.name}"] == mode.value, mode
 
 
 @pytest.mark.privileged

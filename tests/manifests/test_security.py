@@ -3,12 +3,24 @@ command lines against the real argument parsers."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Final
+
+import yaml
+from envoy.config.bootstrap.v3 import bootstrap_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401 - resolves an Any
+from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noqa: F401 - resolves an Any
+    http_connection_manager_pb2,
+)
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401 - resolves the Any
+from google.protobuf import json_format
 
 from controlplane.cli import parse_settings as parse_controlplane_settings
 from controlplane.settings import SourceKind
+from meshctl import cli as meshctl_cli
 from nodeagent.cli import parse_args as agent_parse_args
 from nodeagent.cli import settings_from as agent_settings
+from nodeagent.envoy.cli import envoy_settings_from
 from tests.manifests.layout import Doc, containers, find, install_documents, pod_spec
 
 DOCS = install_documents()
@@ -16,9 +28,11 @@ DEPLOYMENT = find(DOCS, "Deployment", "nodemesh-controlplane")
 DAEMONSET = find(DOCS, "DaemonSet", "nodemesh-node")
 NAMESPACE: Final = "nodemesh-system"
 
-# What the node agent may add, each for a reason given in node/daemonset.yaml; Envoy gets none.
+# What the node agent may add, each for a reason given in node/daemonset.yaml; Envoy and the init container
+# that writes its bootstrap get none.
 AGENT_CAPABILITIES: Final = {"BPF", "NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"}
 ENVOY_CAPABILITIES: Final[set[str]] = set()
+BOOTSTRAP_CAPABILITIES: Final[set[str]] = set()
 # Host paths the node pod may mount, and which must be read-only in every container mounting them.
 HOST_PATHS: Final = {"/sys/fs/bpf", "/sys/fs/cgroup", "/var/run/netns", "/proc", "/lib/modules", "/usr/src"}
 READ_ONLY_HOST_PATHS: Final = {"/var/run/netns", "/proc", "/lib/modules", "/usr/src"}
@@ -116,7 +130,14 @@ def test_the_node_pod_adds_only_the_capabilities_ebpf_needs() -> None:
         capabilities = context.get("capabilities") or {}
         assert capabilities.get("drop") == ["ALL"], container["name"]
         added[container["name"]] = set(capabilities.get("add") or [])
-    assert added == {"agent": AGENT_CAPABILITIES, "envoy": ENVOY_CAPABILITIES}
+    assert added == {
+        "agent": AGENT_CAPABILITIES,
+        "envoy": ENVOY_CAPABILITIES,
+        "envoy-bootstrap": BOOTSTRAP_CAPABILITIES,
+    }
+    # The init container writes one file into an emptyDir: it does not even need root.
+    bootstrap = _container(DAEMONSET, "envoy-bootstrap")
+    assert _effective(DAEMONSET, bootstrap, "runAsNonRoot") is True
 
 
 def test_the_node_pod_mounts_only_the_host_paths_it_needs() -> None:
@@ -148,7 +169,8 @@ def test_the_sds_socket_is_shared_by_the_two_containers_only() -> None:
     assert sorted(name for name, _ in sds) == ["agent", "envoy"]
     socket_dir = {path for _, path in sds}
     assert len(socket_dir) == 1
-    for name in ("agent", "envoy"):
+    # The agent serves the socket there; Envoy's bootstrap (written by the init container) names it there.
+    for name in ("agent", "envoy-bootstrap"):
         flags = _flags(_container(DAEMONSET, name))
         assert flags["--sds-socket"].rsplit("/", 1)[0] in socket_dir
 
@@ -210,6 +232,74 @@ def test_the_agent_command_line_is_what_the_agent_accepts() -> None:
     port = int(settings.health_listen.rpartition(":")[2])
     assert agent["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
     assert agent["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port}
+
+
+def _mount_path(container: Doc, volume: str) -> str:
+    (path,) = [m["mountPath"] for m in container.get("volumeMounts") or [] if m["name"] == volume]
+    assert isinstance(path, str)
+    return path
+
+
+def test_the_agent_reads_the_hosts_proc() -> None:
+    agent = _container(DAEMONSET, "agent")
+    settings = agent_settings(agent_parse_args(_expand(agent["args"])))
+    proc = next(name for name, path in _host_paths(DAEMONSET).items() if path == "/proc")
+    assert str(settings.proc_dir) == _mount_path(agent, proc)
+
+
+def test_the_envoy_bootstrap_is_written_by_meshctl_from_the_init_containers_command_line(
+    tmp_path: Path,
+) -> None:
+    init, envoy, agent = (_container(DAEMONSET, n) for n in ("envoy-bootstrap", "envoy", "agent"))
+    assert init in pod_spec(DAEMONSET)["initContainers"]
+    assert init["command"] == ["meshctl"]
+    args = _expand(init["args"])
+    parsed = meshctl_cli.build_parser().parse_args(args)
+    assert parsed.command == "bootstrap"
+    # Written into the emptyDir the envoy container reads, at the path its supervisor is given.
+    volumes = {v["name"]: v for v in pod_spec(DAEMONSET)["volumes"]}
+    (shared,) = [m["name"] for m in init["volumeMounts"]]
+    assert "emptyDir" in volumes[shared]
+    out = parsed.out
+    assert out.parent == Path(_mount_path(init, shared)) == Path(_mount_path(envoy, shared))
+    agent_flags = _flags(agent)
+    assert parsed.sds_socket == agent_flags["--sds-socket"]
+    assert parsed.sub_controlplane == agent_flags["--controlplane"]
+    # Run it for real (into tmp_path): what it writes is a valid Envoy bootstrap for this node.
+    written = tmp_path / out.name
+    assert meshctl_cli.main([a.replace(str(out), str(written)) for a in args]) == 0
+    bootstrap = yaml.safe_load(written.read_text())
+    json_format.ParseDict(bootstrap, bootstrap_pb2.Bootstrap())
+    assert bootstrap["node"]["id"] == "node-a"
+    pipes = [
+        e["endpoint"]["address"].get("pipe", {}).get("path")
+        for c in bootstrap["static_resources"]["clusters"]
+        for group in c["load_assignment"]["endpoints"]
+        for e in group["lb_endpoints"]
+    ]
+    assert agent_flags["--sds-socket"] in pipes
+    # Envoy's Prometheus stats are served on the port the envoy container declares.
+    (listener,) = bootstrap["static_resources"]["listeners"]
+    ports = {p["name"]: p["containerPort"] for p in envoy["ports"]}
+    assert (
+        listener["address"]["socket_address"]["port_value"] == ports["http-envoy-prom"] == parsed.stats_port
+    )
+
+
+def test_the_envoy_command_line_is_what_the_supervisor_accepts() -> None:
+    envoy, init = _container(DAEMONSET, "envoy"), _container(DAEMONSET, "envoy-bootstrap")
+    assert envoy["command"] == ["nodemesh-agent"]
+    args = agent_parse_args(_expand(envoy["args"]))
+    assert args.command == "envoy"
+    settings = envoy_settings_from(args)
+    assert str(settings.bootstrap) == _flags(init)["--out"]
+    assert (
+        args.cgroup is not None
+        and str(args.cgroup) == _flags(_container(DAEMONSET, "agent"))["--envoy-cgroup"]
+    )
+    # The old epoch drains and exits before the kubelet's SIGKILL.
+    assert settings.parent_shutdown_time < pod_spec(DAEMONSET)["terminationGracePeriodSeconds"]
+    assert settings.drain_time <= settings.parent_shutdown_time
 
 
 def test_the_control_plane_command_line_is_what_the_control_plane_accepts() -> None:

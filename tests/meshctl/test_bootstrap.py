@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401 - resolves an Any
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401 - resolves the Any
 from google.protobuf import json_format
 
@@ -146,3 +149,66 @@ def test_bootstrap_enables_internal_listeners_and_reaches_the_agents_sds() -> No
     sds = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}["nodemesh_sds"]
     (group,) = sds["load_assignment"]["endpoints"]
     assert group["lb_endpoints"][0]["endpoint"]["address"] == {"pipe": {"path": "/run/nm/sds.sock"}}
+
+
+def test_cli_bootstrap_writes_the_file_with_the_agents_sds_socket(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "envoy.yaml"
+    argv = ["bootstrap", "--node", "a", "--controlplane", "cp.example:15010", "--sds-socket", "/run/s.sock"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    assert capsys.readouterr().out == ""
+    written = yaml.safe_load(out.read_text())
+    _as_proto(written)
+    sds = {c["name"]: c for c in written["static_resources"]["clusters"]}["nodemesh_sds"]
+    endpoint = sds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert endpoint["address"] == {"pipe": {"path": "/run/s.sock"}}
+    assert [p.name for p in tmp_path.iterdir()] == ["envoy.yaml"]  # nothing staged left behind
+    # Rewritten in place (a new control-plane address, say): replaced whole.
+    assert cli.main([*argv, "--delta", "--out", str(out)]) == 0
+    assert yaml.safe_load(out.read_text())["dynamic_resources"]["ads_config"]["api_type"] == "DELTA_GRPC"
+
+
+def test_cli_bootstrap_to_an_unwritable_path_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "missing" / "envoy.yaml"
+    assert cli.main(["bootstrap", "--node", "a", "--out", str(out)]) == 1
+    assert f"cannot write the bootstrap to {out}" in capsys.readouterr().err
+
+
+def test_a_stats_port_adds_a_listener_proxying_only_prometheus_stats_to_the_admin() -> None:
+    bootstrap = build_bootstrap(
+        node="n", controlplane=ControlPlaneAddress.parse("127.0.0.1:1"), admin_port=15000, stats_port=15090
+    )
+    parsed = _as_proto(bootstrap)
+    (listener,) = parsed.static_resources.listeners
+    assert listener.address.socket_address.port_value == 15090
+    hcm = http_connection_manager_pb2.HttpConnectionManager()
+    listener.filter_chains[0].filters[0].typed_config.Unpack(hcm)
+    ((route,),) = [vh.routes for vh in hcm.route_config.virtual_hosts]
+    assert route.match.path == "/stats/prometheus"
+    admin = {c.name: c for c in parsed.static_resources.clusters}[route.route.cluster]
+    endpoint = admin.load_assignment.endpoints[0].lb_endpoints[0].endpoint
+    assert (endpoint.address.socket_address.address, endpoint.address.socket_address.port_value) == (
+        "127.0.0.1",
+        15000,
+    )
+    assert (
+        "listeners"
+        not in build_bootstrap(node="n", controlplane=ControlPlaneAddress.parse("a:1"))["static_resources"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("admin_port", "stats_port", "message"),
+    [(0, 15090, "fixed admin port"), (15000, 15000, "is the admin port"), (15000, 70000, "out of range")],
+)
+def test_bad_stats_ports(admin_port: int, stats_port: int, message: str) -> None:
+    with pytest.raises(BootstrapError, match=message):
+        build_bootstrap(
+            node="n",
+            controlplane=ControlPlaneAddress.parse("127.0.0.1:1"),
+            admin_port=admin_port,
+            stats_port=stats_port,
+        )

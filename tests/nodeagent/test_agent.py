@@ -21,12 +21,17 @@ from nodeagent.datapath import (
     DesiredState,
     Exclusions,
     Hook,
+    InboundCounter,
+    InboundKey,
+    InboundMode,
     InstallReport,
+    NetnsSyncReport,
     PodSettings,
     ReconcileReport,
     ServicePort,
 )
 from nodeagent.plan import NetnsRef
+from nodeagent.reconciler import PodNetns
 from nodeagent.settings import AgentSettings
 from nodeagent.xdsclient import ClientSettings
 from tests.nodeagent.planbuilders import node_settings, service, snapshot, workload
@@ -55,13 +60,32 @@ class FakeMaps:
     def exclusions(self) -> Exclusions:
         return self.desired.exclusions if self.desired else Exclusions()
 
+    def inbound_counters(self) -> Mapping[InboundCounter, int]:
+        return {counter: 0 for counter in InboundCounter}
+
+    def inbound(self) -> dict[InboundKey, InboundMode]:
+        return dict(self.desired.inbound) if self.desired else {}
+
     def close(self) -> None:
         self.closed = True
 
 
 @dataclass
+class FakeHooks:
+    wanted: dict[int, Path] = field(default_factory=dict)
+
+    def sync(self, wanted: Mapping[int, Path]) -> NetnsSyncReport:
+        self.wanted = dict(wanted)
+        return NetnsSyncReport(attached=frozenset(wanted))
+
+    def attached(self) -> frozenset[int]:
+        return frozenset(self.wanted)
+
+
+@dataclass
 class FakeDatapath:
     maps: FakeMaps = field(default_factory=FakeMaps)
+    hooks: FakeHooks = field(default_factory=FakeHooks)
     installs: list[tuple[Path, Path]] = field(default_factory=list)
 
     def install(self, *, pods_cgroup: Path, envoy_cgroup: Path) -> InstallReport:
@@ -71,12 +95,15 @@ class FakeDatapath:
     def open_maps(self) -> FakeMaps:
         return self.maps
 
+    def netns_hooks(self) -> FakeHooks:
+        return self.hooks
+
 
 @dataclass
 class FakeCookies:
-    async def cookie(self, ref: NetnsRef) -> int:
+    async def resolve(self, ref: NetnsRef) -> PodNetns:
         assert ref.pid is not None
-        return 1000 + ref.pid
+        return PodNetns(cookie=1000 + ref.pid, path=Path(f"/proc/{ref.pid}/ns/net"))
 
 
 @dataclass

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from nodeagent.agent import pod_netns_resolver
+from nodeagent.cli import parse_args, settings_from
 from nodeagent.datapath import NetnsError
 from nodeagent.plan import NetnsRef, parse_plan
 from nodeagent.podnetns import NetnsDirectory, ProcCgroupScan
@@ -84,3 +86,19 @@ async def test_cookies_of_a_pod_by_uid_come_from_the_resolved_file(tmp_path: Pat
     assert lookups == [tmp_path / "dir" / UID]
     with pytest.raises(NetnsError):
         await cookies.cookie(NetnsRef(pod_uid=UID.replace("0f", "1f")))
+
+
+def _resolver(*flags: str) -> NetnsDirectory | ProcCgroupScan:
+    base = ["--node", "n1", "--controlplane", "unix:/run/xds.sock", "--cgroup", "/cg", "--envoy-cgroup", "/e"]
+    resolver = pod_netns_resolver(settings_from(parse_args([*base, *flags])))
+    assert isinstance(resolver, NetnsDirectory | ProcCgroupScan)
+    return resolver
+
+
+def test_the_command_line_picks_how_pods_are_found() -> None:
+    default = _resolver()
+    assert isinstance(default, ProcCgroupScan) and default.proc == Path("/proc")
+    host = _resolver("--proc-dir", "/host/proc")
+    assert isinstance(host, ProcCgroupScan) and host.proc == Path("/host/proc")
+    directory = _resolver("--netns-dir", "/run/nodemesh/netns")
+    assert isinstance(directory, NetnsDirectory) and directory.directory == Path("/run/nodemesh/netns")

@@ -12,7 +12,7 @@ import pytest
 
 from nodeagent.datapath import DesiredState, MapError, NetnsError, PodSettings, ReconcileReport
 from nodeagent.plan import NetnsRef, Plan, parse_plan
-from nodeagent.reconciler import NetnsCookies, Reconciler, RetrySettings
+from nodeagent.reconciler import NetnsCookies, PodNetns, Reconciler, RetrySettings
 from tests.nodeagent.planbuilders import node_settings, received, workload
 
 FAST = RetrySettings(initial=0.01, maximum=0.05)
@@ -42,7 +42,7 @@ class FakeCookies:
     failures: dict[str, int] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
 
-    async def cookie(self, ref: NetnsRef) -> int:
+    async def resolve(self, ref: NetnsRef) -> PodNetns:
         key = str(ref)
         self.calls.append(key)
         if self.failures.get(key, 0) > 0:
@@ -50,7 +50,7 @@ class FakeCookies:
             raise NetnsError(f"cannot open {key}: No such file or directory")
         if key not in self.cookies:
             raise NetnsError(f"cannot open {key}: No such file or directory")
-        return self.cookies[key]
+        return PodNetns(cookie=self.cookies[key], path=Path(key))
 
 
 def plan_of(*uids_and_paths: tuple[str, str]) -> Plan:

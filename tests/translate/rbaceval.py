@@ -30,7 +30,14 @@ def _string(m: string_pb2.StringMatcher, value: str | None) -> bool:
     raise AssertionError(f"unexpected string matcher {which}")
 
 
-def _header_value(req: Request, name: str) -> str | None:
+# At the CONNECT (`connect=True`): the connection is to 15008, and the authority names the pod and port.
+_HBONE_PORT = 15008
+_POD = "10.1.0.1"
+
+
+def _header_value(req: Request, name: str, connect: bool) -> str | None:
+    if connect:
+        return f"{_POD}:{req.destination_port}" if name == ":authority" else None
     if req.http is None:
         return None
     if name == ":method":
@@ -40,8 +47,8 @@ def _header_value(req: Request, name: str) -> str | None:
     return req.http.headers.get(name)
 
 
-def _header(h: route_components_pb2.HeaderMatcher, req: Request) -> bool:
-    value = _header_value(req, h.name)
+def _header(h: route_components_pb2.HeaderMatcher, req: Request, connect: bool) -> bool:
+    value = _header_value(req, h.name, connect)
     which = h.WhichOneof("header_match_specifier")
     if which == "present_match":
         return (value is not None) == bool(h.present_match)
@@ -71,37 +78,38 @@ def principal(p: rbac_pb2.Principal, req: Request) -> bool:
     raise AssertionError(f"unexpected principal {which}")
 
 
-def permission(p: rbac_pb2.Permission, req: Request) -> bool:
+def permission(p: rbac_pb2.Permission, req: Request, connect: bool = False) -> bool:
     which = p.WhichOneof("rule")
     if which == "any":
         return True
     if which == "and_rules":
-        return all(permission(x, req) for x in p.and_rules.rules)
+        return all(permission(x, req, connect) for x in p.and_rules.rules)
     if which == "or_rules":
-        return any(permission(x, req) for x in p.or_rules.rules)
+        return any(permission(x, req, connect) for x in p.or_rules.rules)
     if which == "not_rule":
-        return not permission(p.not_rule, req)
+        return not permission(p.not_rule, req, connect)
     if which == "destination_port":
-        return req.destination_port == int(p.destination_port)
+        return (_HBONE_PORT if connect else req.destination_port) == int(p.destination_port)
     if which == "header":
-        return _header(p.header, req)
+        return _header(p.header, req, connect)
     if which == "url_path":
         path = req.http.path.split("?", 1)[0] if req.http is not None else None
         return _string(p.url_path.path, path)
     raise AssertionError(f"unexpected permission {which}")
 
 
-def _matches(rules: rbac_pb2.RBAC, req: Request) -> bool:
+def _matches(rules: rbac_pb2.RBAC, req: Request, connect: bool) -> bool:
     return any(
-        any(permission(x, req) for x in policy.permissions)
+        any(permission(x, req, connect) for x in policy.permissions)
         and any(principal(x, req) for x in policy.principals)
         for policy in rules.policies.values()
     )
 
 
-def allowed(filters: RbacFilters, req: Request) -> bool:
+def allowed(filters: RbacFilters, req: Request, *, connect: bool = False) -> bool:
+    """`connect`: `filters` judge the CONNECT of the tunnel carrying `req` (a TCP stream) at 15008."""
     for rules in filters.all:
-        matched = _matches(rules, req)
+        matched = _matches(rules, req, connect)
         if rules.action == rbac_pb2.RBAC.DENY and matched:
             return False
         if rules.action == rbac_pb2.RBAC.ALLOW and not matched:

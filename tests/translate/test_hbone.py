@@ -8,16 +8,32 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
+from envoy.extensions.filters.http.set_filter_state.v3 import set_filter_state_pb2 as http_sfs_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
+from envoy.extensions.filters.network.set_filter_state.v3 import set_filter_state_pb2 as net_sfs_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from envoy.extensions.matching.common_inputs.network.v3 import network_inputs_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
-from controlplane.model.authz import AuthorizationAction, AuthorizationPolicy, AuthorizationRule
+from controlplane.model.authz import (
+    AuthorizationAction,
+    AuthorizationPolicy,
+    AuthorizationRule,
+    Operation,
+    Source,
+    StringMatch,
+)
+from controlplane.model.duration import Duration
 from controlplane.model.frozenmap import FrozenMap
 from controlplane.model.objects import MeshObject, Upsert
 from controlplane.translate import naming
 from controlplane.translate.config import NodeConfig
+from controlplane.translate.settings import TranslateSettings
 from controlplane.translate.translator import Translator, translate_node
 from tests.translate.builders import (
     as_dict,
@@ -169,7 +185,10 @@ def test_authorization_reaches_only_the_node_of_the_selected_pods() -> None:
     second = {n: translator.translate_node(m3, n) for n in NODES}
     assert second["node-b"] is first["node-b"]
     changes = second["node-a"].changed_since(first["node-a"])
-    assert {k.value: sorted(c.changed) for k, c in changes.kinds.items()} == {"listener": ["inbound_tcp"]}
+    # postgres speaks TCP: its rules guard the CONNECT at 15008 and the stream behind it.
+    assert {k.value: sorted(c.changed) for k, c in changes.kinds.items()} == {
+        "listener": ["hbone_inbound", "inbound_tcp"]
+    }
     delta = Counter(translator.builds)
     delta.subtract(before)
     assert +delta == Counter({"hbone": 1})
@@ -242,3 +261,135 @@ def test_a_pods_traffic_can_only_reach_its_own_identitys_secret() -> None:
         assert found.transport_socket.typed_config.Unpack(downstream)
         (cert,) = downstream.common_tls_context.tls_certificate_sds_secret_configs
         assert cert.name == f"spiffe://cluster.local/ns/{ns}/sa/{sa}"
+
+
+def _states(chain_filter: Any) -> dict[str, Any]:
+    """A set_filter_state filter's values by object key (network or HTTP flavour)."""
+    out = {}
+    for field in ("on_new_connection", "on_request_headers"):
+        for value in as_dict(chain_filter).get(field, []):
+            out[value["object_key"]] = value
+    return out
+
+
+def test_outbound_chains_key_upstream_pools_by_the_client_ip_alone() -> None:
+    """Pooling: the client's IP (no port, hashable) goes with its connections to `hbone_originate`, so a
+    client's connections share pooled tunnels and two clients never do; the identity chain is picked by it."""
+    config = translate_node(sample_mesh(), "node-a")
+    outbound = config.listeners[naming.OUTBOUND_LISTENER]
+    for chain in outbound.filter_chains:
+        if chain.name == naming.PASSTHROUGH:
+            continue
+        first = net_sfs_pb2.Config()
+        assert chain.filters[0].typed_config.Unpack(first), chain.name
+        (state,) = _states(first).values()
+        assert state == {
+            "object_key": "nodemesh.source_ip",
+            "factory_key": "envoy.hashable_string",
+            "format_string": {
+                "text_format_source": {"inline_string": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"}
+            },
+            "read_only": True,
+            "skip_if_empty": True,
+            "shared_with_upstream": "ONCE",
+        }
+    originate = config.listeners[naming.HBONE_ORIGINATE_LISTENER]
+    source = network_inputs_pb2.FilterStateInput()
+    assert originate.filter_chain_matcher.matcher_tree.input.typed_config.Unpack(source)
+    assert source.key == "nodemesh.source_ip"
+
+
+def test_the_callers_identity_and_certificate_reach_the_pod_as_hashable_state_and_xfcc() -> None:
+    """Hashable: the pool behind the tunnel is keyed by them, so no pooled connection mixes two callers."""
+    config = translate_node(sample_mesh(), "node-b")
+    hcm = _inbound_hcm(config.listeners[naming.HBONE_INBOUND_LISTENER], "inbound|shop|reviews")
+    handoff = http_sfs_pb2.Config()
+    assert hcm.http_filters[0].typed_config.Unpack(handoff)
+    states = _states(handoff)
+    for key, text in (
+        ("nodemesh.peer_principal", "%DOWNSTREAM_PEER_URI_SAN%"),
+        ("nodemesh.peer_certificate_hash", "%DOWNSTREAM_PEER_FINGERPRINT_256%"),
+    ):
+        assert states[key]["factory_key"] == "envoy.hashable_string"
+        assert states[key]["format_string"]["text_format_source"]["inline_string"] == text
+        assert states[key]["shared_with_upstream"] == "ONCE"
+    (chain,) = [
+        c for c in config.listeners[naming.INBOUND_HTTP].filter_chains if c.name == "inbound|10.1.0.21"
+    ]
+    pod_hcm = hcm_pb2.HttpConnectionManager()
+    assert chain.filters[-1].typed_config.Unpack(pod_hcm)
+    (xfcc,) = pod_hcm.route_config.request_headers_to_add
+    assert (xfcc.header.key, xfcc.header.value) == (
+        "x-forwarded-client-cert",
+        "By=spiffe://cluster.local/ns/shop/sa/reviews;Hash=%FILTER_STATE(nodemesh.peer_certificate_hash:PLAIN)%;"
+        "URI=%FILTER_STATE(nodemesh.peer_principal:PLAIN)%",
+    )
+
+
+def _max_duration(cluster: cluster_pb2.Cluster) -> str | None:
+    options = http_protocol_options_pb2.HttpProtocolOptions()
+    if naming.HTTP_PROTOCOL_OPTIONS not in cluster.typed_extension_protocol_options:
+        return None
+    assert cluster.typed_extension_protocol_options[naming.HTTP_PROTOCOL_OPTIONS].Unpack(options)
+    common = options.common_http_protocol_options
+    return (
+        f"{common.max_connection_duration.seconds}s" if common.HasField("max_connection_duration") else None
+    )
+
+
+def test_pooled_connections_retire_in_time_for_renewed_certificates() -> None:
+    """Envoy keeps using a pooled connection after its certificate is renewed: the HBONE connections and
+    the HTTP Service clusters' pooled tunnels take new streams for `max_connection_age` only."""
+    settings = TranslateSettings(max_connection_age=Duration.of(minutes=3))
+    config = Translator(settings).translate_node(sample_mesh(), "node-a")
+    assert _max_duration(config.clusters["hbone|web|frontend"]) == "180s"
+    assert _max_duration(config.clusters["shop/reviews:80"]) == "180s"  # HTTP
+    assert _max_duration(config.clusters["shop/ratings:9090"]) == "180s"  # gRPC
+    assert _max_duration(config.clusters["db/postgres:5432"]) is None  # TCP: one tunnel per connection
+    with pytest.raises(ValueError, match="max_connection_age"):
+        TranslateSettings(max_connection_age=Duration(nanoseconds=0))
+
+
+def test_tcp_rules_guard_the_connect_before_anything_reaches_the_pod() -> None:
+    """A TCP stream is authorized at its CONNECT (403 there), not only on its first bytes behind a proxy
+    that has already connected to the pod (a server speaking first would greet a denied caller)."""
+    labelled = pod(
+        "db", "postgres-0", "node-a", "10.1.0.40", sa="postgres", labels=FrozenMap({"app": "postgres"})
+    )
+    deny_others = AuthorizationPolicy(
+        namespace="db",
+        name="only-reviews",
+        selector=FrozenMap({"app": "postgres"}),
+        action=AuthorizationAction.DENY,
+        rules=(
+            AuthorizationRule(
+                sources=(Source(not_principals=(StringMatch.parse("cluster.local/ns/shop/sa/reviews"),)),),
+                operations=(Operation(ports=(5432,)),),
+            ),
+        ),
+    )
+    config = translate_node(
+        sample_mesh().apply(Upsert(obj=labelled)).apply(Upsert(obj=deny_others)), "node-a"
+    )
+    inbound = config.listeners[naming.HBONE_INBOUND_LISTENER]
+    hcm = _inbound_hcm(inbound, "inbound|db|postgres")
+    assert [f.name for f in hcm.http_filters] == [
+        naming.SET_FILTER_STATE_HTTP,
+        naming.CONNECT_RBAC_DENY,
+        naming.ROUTER_FILTER,
+    ]
+    (tcp,) = [vh for vh in hcm.route_config.virtual_hosts if vh.name == "10.1.0.40/tcp"]
+    per_route = http_rbac_pb2.RBACPerRoute()
+    assert tcp.typed_per_filter_config[naming.CONNECT_RBAC_DENY].Unpack(per_route)
+    (rule_,) = per_route.rbac.rules.policies.values()
+    # The port is the CONNECT authority's (the connection itself is to 15008).
+    assert as_dict(rule_.permissions[0]) == {
+        "header": {"name": ":authority", "string_match": {"suffix": ":5432"}}
+    }
+    # The base filter enforces nothing: only the virtual host of a pod with rules does.
+    base = http_rbac_pb2.RBAC()
+    assert hcm.http_filters[1].typed_config.Unpack(base)
+    assert not base.HasField("rules")
+    # Identities without rules get no such filter at all.
+    other = _inbound_hcm(inbound, "inbound|web|frontend")
+    assert [f.name for f in other.http_filters] == [naming.SET_FILTER_STATE_HTTP, naming.ROUTER_FILTER]

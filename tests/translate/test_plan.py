@@ -24,6 +24,7 @@ def test_workloads_are_the_meshed_pods_on_the_node() -> None:
         "ips": ["10.1.0.10"],
         "service_account": "frontend",
         "spiffe_id": "spiffe://cluster.local/ns/web/sa/frontend",
+        "mtls_mode": "MTLS_MODE_PERMISSIVE",  # no PeerAuthentication: the default
     }
 
 

@@ -86,9 +86,13 @@ def test_h2c_and_grpc_clusters_speak_http2_upstream() -> None:
     grpc = _cluster(config, "shop/grpc:9090")
     assert grpc.typed_extension_protocol_options[naming.HTTP_PROTOCOL_OPTIONS].Unpack(options)
     assert options.explicit_http_config.HasField("http2_protocol_options")
+    http1 = http_protocol_options_pb2.HttpProtocolOptions()
     assert (
-        naming.HTTP_PROTOCOL_OPTIONS not in _cluster(config, "shop/api:80").typed_extension_protocol_options
+        _cluster(config, "shop/api:80")
+        .typed_extension_protocol_options[naming.HTTP_PROTOCOL_OPTIONS]
+        .Unpack(http1)
     )
+    assert http1.explicit_http_config.HasField("http_protocol_options")
 
 
 @pytest.mark.parametrize(
@@ -178,7 +182,11 @@ def test_connection_pool_and_outlier_detection() -> None:
     options = http_protocol_options_pb2.HttpProtocolOptions()
     cluster.typed_extension_protocol_options[naming.HTTP_PROTOCOL_OPTIONS].Unpack(options)
     assert as_dict(options) == {
-        "common_http_protocol_options": {"idle_timeout": "300s", "max_requests_per_connection": 100},
+        "common_http_protocol_options": {
+            "idle_timeout": "300s",
+            "max_requests_per_connection": 100,
+            "max_connection_duration": "600s",
+        },
         "explicit_http_config": {"http2_protocol_options": {"max_concurrent_streams": 50}},
     }
 

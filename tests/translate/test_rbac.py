@@ -150,11 +150,15 @@ IP_POLICIES = {"when header, source.ip and destination.port"}
 def test_rbac_agrees_with_the_reference_evaluator(name: str) -> None:
     policies = POLICIES[name]
     filters = {True: build_rbac(policies, http=True), False: build_rbac(policies, http=False)}
+    connect = build_rbac(policies, http=False, connect=True)
     outcomes = set()
     for req in REQUESTS:
         expected = authorize(policies, req).allowed
         got = rbaceval.allowed(filters[req.http is not None], req)
         assert got == expected, f"{name}: {req}"
+        if req.http is None:
+            # The same decision at the tunnel's CONNECT, before anything reaches the pod.
+            assert rbaceval.allowed(connect, req, connect=True) == expected, f"{name} (CONNECT): {req}"
         outcomes.add(got)
     if name not in ("none", "allow nothing (empty ALLOW)", "rejected DENY stands in as deny-all"):
         # The table exercises both outcomes for every policy set (else it proves little).
@@ -167,8 +171,11 @@ def test_source_ip_rules_fail_closed(name: str) -> None:
     allows nothing, so Envoy never allows what the reference would deny."""
     policies = POLICIES[name]
     filters = {True: build_rbac(policies, http=True), False: build_rbac(policies, http=False)}
+    connect = build_rbac(policies, http=False, connect=True)
     for req in REQUESTS:
         if rbaceval.allowed(filters[req.http is not None], req):
+            assert authorize(policies, req).allowed, req
+        if req.http is None and rbaceval.allowed(connect, req, connect=True):
             assert authorize(policies, req).allowed, req
 
 
@@ -235,5 +242,9 @@ def workload_policies(draw: st.DrawFn) -> WorkloadPolicies:
 @given(workload_policies())
 def test_generated_policies_agree_with_the_reference(policies: WorkloadPolicies) -> None:
     filters = {True: build_rbac(policies, http=True), False: build_rbac(policies, http=False)}
+    connect = build_rbac(policies, http=False, connect=True)
     for req in REQUESTS:
-        assert rbaceval.allowed(filters[req.http is not None], req) == authorize(policies, req).allowed, req
+        expected = authorize(policies, req).allowed
+        assert rbaceval.allowed(filters[req.http is not None], req) == expected, req
+        if req.http is None:
+            assert rbaceval.allowed(connect, req, connect=True) == expected, req

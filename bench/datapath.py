@@ -1,0 +1,249 @@
+"""Benchmark: the data path, pod to pod across nodes (issues 5 and 7), on the integration MeshHarness.
+
+Real kernel, real eBPF redirect, real node Envoys with the translator's config, HBONE mTLS between nodes
+(bench.meshscene draws the pods). In one run, interleaved in rounds so noise hits every mode alike:
+
+- new connection + one HTTP GET, timed by the client inside its pod, for each mode: direct (pod IP, neither
+  pod meshed); eBPF + HBONE (the mesh: Service VIP, eBPF redirect, HBONE to the other node); iptables +
+  HBONE (same Envoy and config, a DNAT in node1's PREROUTING instead of eBPF); and both redirects to an
+  unmeshed pod IP, which Envoy passes through in plaintext (the redirect's cost without HBONE);
+- requests per second over K keep-alive connections for T seconds, direct vs the mesh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bench.benchmark import Benchmark, RunOptions
+from bench.meshscene import (
+    Latencies,
+    Mode,
+    Scene,
+    datapath_scene,
+    datapath_unavailable_reason,
+    interleaved_latency,
+    process_cpu_s,
+)
+from bench.result import BenchResult, Figure, Params, at_least, at_most, skipped
+from bench.stats import median_difference_interval, percentile
+
+NAME = "datapath"
+TITLE = "Data path: pod to pod across nodes, direct vs the mesh (eBPF + HBONE) vs an iptables redirect"
+TARGET_SOURCE = "issues 5, 7"
+ADDED_P50_TARGET_US = 1000.0
+RPS_RATIO_TARGET = 0.5
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatapathCase:
+    samples: int
+    batch: int = 50
+    connections: int = 4
+    rps_seconds: float = 5.0
+    rps_rounds: int = 3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatapathMeasurement:
+    case: DatapathCase
+    latencies: Latencies
+    throughput: Throughput
+    # The node1 agent's original-destination counters after the run (eBPF map hits and fall-throughs).
+    agent_counters: Mapping[str, float]
+
+
+RPS_MODES = (Mode.DIRECT, Mode.MESH)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Throughput:
+    rps: Mapping[Mode, tuple[float, ...]]
+    errors: Mapping[Mode, int]
+    # Per mode: CPU milliseconds per request of each process on the path (client, Envoys, server).
+    cpu_ms_per_request: Mapping[Mode, Mapping[str, float]]
+
+
+async def measure_rps(scene: Scene, case: DatapathCase) -> Throughput:
+    rates: dict[Mode, list[float]] = {mode: [] for mode in RPS_MODES}
+    errors = dict.fromkeys(RPS_MODES, 0)
+    requests = dict.fromkeys(RPS_MODES, 0)
+    cpu: dict[Mode, dict[str, float]] = {mode: {} for mode in RPS_MODES}
+    for index in range(case.rps_rounds):
+        order = RPS_MODES if index % 2 == 0 else tuple(reversed(RPS_MODES))
+        for mode in order:
+            route = scene.routes[mode]
+            pids = scene.pids(mode)
+            before = {role: process_cpu_s(pid) for role, pid in pids.items()}
+            answer = await route.client.command(route.rps(case.connections, case.rps_seconds))
+            for role, pid in pids.items():
+                cpu[mode][role] = cpu[mode].get(role, 0.0) + process_cpu_s(pid) - before[role]
+            done = int(str(answer["requests"]))
+            requests[mode] += done
+            rates[mode].append(done / float(str(answer["seconds"])))
+            errors[mode] += int(str(answer["errors"]))
+    return Throughput(
+        rps={mode: tuple(values) for mode, values in rates.items()},
+        errors=errors,
+        cpu_ms_per_request={
+            mode: {role: 1000 * s / max(requests[mode], 1) for role, s in cpu[mode].items()}
+            for mode in RPS_MODES
+        },
+    )
+
+
+async def _agent_counters(scene: Scene) -> dict[str, float]:
+    agent = scene.mesh.nodes[0].agent
+    if agent is None:
+        return {}
+    metrics = await asyncio.to_thread(agent.metrics)
+    return {name: value for name, value in metrics.items() if "origdst" in name or "original" in name}
+
+
+async def measure(case: DatapathCase) -> DatapathMeasurement:
+    async with datapath_scene() as scene:
+        latencies = await interleaved_latency(scene, tuple(Mode), case.samples, case.batch)
+        throughput = await measure_rps(scene, case)
+        counters = await _agent_counters(scene)
+    return DatapathMeasurement(case=case, latencies=latencies, throughput=throughput, agent_counters=counters)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else float("inf")
+
+
+def figures(m: DatapathMeasurement) -> list[Figure]:
+    samples = m.latencies.samples_us
+    out: list[Figure] = []
+    for mode in Mode:
+        errors = m.latencies.errors[mode]
+        out.append(
+            Figure(
+                name="new connection + GET",
+                unit="us",
+                samples=samples[mode],
+                params={"mode": mode.value},
+                note=f"{errors} failed: {m.latencies.first_error[mode]}" if errors else "",
+            )
+        )
+
+    def p(mode: Mode, q: float) -> float:
+        return percentile(samples[mode], q)
+
+    low, high = median_difference_interval(samples[Mode.MESH], samples[Mode.DIRECT])
+    out.append(
+        Figure(
+            name="mesh added latency, p50 (eBPF + HBONE - direct)",
+            unit="us",
+            samples=(p(Mode.MESH, 50) - p(Mode.DIRECT, 50),),
+            target=at_most(ADDED_P50_TARGET_US, source=TARGET_SOURCE),
+            note=f"95% CI {low:.0f}..{high:.0f} us",
+        )
+    )
+    for destination, ebpf, iptables in (
+        ("HBONE", Mode.MESH, Mode.IPTABLES_HBONE),
+        ("passthrough", Mode.EBPF_PASSTHROUGH, Mode.IPTABLES_PASSTHROUGH),
+    ):
+        params: Params = {"destination": destination}
+        low, high = median_difference_interval(samples[ebpf], samples[iptables])
+        for q, label in ((50, "p50"), (99, "p99")):
+            interval = f"; p50 gap 95% CI {low:+.0f}..{high:+.0f} us" if q == 50 else ""
+            out.append(
+                Figure(
+                    name=f"eBPF / iptables redirect, {label}",
+                    unit="x",
+                    samples=(_ratio(p(ebpf, q), p(iptables, q)),),
+                    params=params,
+                    target=at_most(1.0, source=TARGET_SOURCE),
+                    note=f"{p(ebpf, q):.0f} vs {p(iptables, q):.0f} us{interval}",
+                )
+            )
+    rps = m.throughput.rps
+    for mode in RPS_MODES:
+        errors = m.throughput.errors[mode]
+        cpu = ", ".join(
+            f"{role} {ms * 1000:.0f}" for role, ms in m.throughput.cpu_ms_per_request[mode].items()
+        )
+        out.append(
+            Figure(
+                name="requests per second, keep-alive",
+                unit="1/s",
+                samples=rps[mode],
+                params={"mode": mode.value, "connections": m.case.connections},
+                note=f"CPU us per request: {cpu}" + (f"; {errors} failed" if errors else ""),
+            )
+        )
+    out.append(
+        Figure(
+            name="requests per second, mesh / direct (medians)",
+            unit="x",
+            samples=(_ratio(statistics.median(rps[Mode.MESH]), statistics.median(rps[Mode.DIRECT])),),
+            target=at_least(RPS_RATIO_TARGET, source=TARGET_SOURCE),
+        )
+    )
+    return out
+
+
+def cases(options: RunOptions) -> DatapathCase:
+    if options.quick:
+        return DatapathCase(samples=300, rps_seconds=2.0, rps_rounds=1)
+    return DatapathCase(samples=3000, rps_seconds=5.0, rps_rounds=3)
+
+
+def _progress(m: DatapathMeasurement) -> str:
+    medians = ", ".join(
+        f"{mode.value} {statistics.median(m.latencies.samples_us[mode]):.0f} us" for mode in Mode
+    )
+    rps = ", ".join(f"{mode.value} {statistics.median(m.throughput.rps[mode]):.0f}/s" for mode in RPS_MODES)
+    return f"{NAME}: p50 {medians}; {rps}"
+
+
+def run(options: RunOptions) -> BenchResult:
+    reason = datapath_unavailable_reason()
+    if reason is not None:
+        return skipped(name=NAME, title=TITLE, reason=reason)
+    case = cases(options)
+    measured = asyncio.run(measure(case))
+    print(_progress(measured), file=sys.stderr, flush=True)
+    counters = ", ".join(f"{k} = {v:.0f}" for k, v in sorted(measured.agent_counters.items()))
+    return BenchResult(
+        name=NAME,
+        title=TITLE,
+        figures=tuple(figures(measured)),
+        params={
+            "samples per mode": case.samples,
+            "batch per mode and round": case.batch,
+            "keep-alive connections": case.connections,
+            "seconds per rps round": case.rps_seconds,
+            "rps rounds": case.rps_rounds,
+        },
+        notes=(
+            "Two nodes of the integration fabric (network namespaces on one machine, veths and a bridge), "
+            "each with its own Envoy (concurrency 1) and node agent, the control plane in the benchmark "
+            "process; everything shares the machine's cores, so compare modes within this run.",
+            "Latency: each sample is a new TCP connection, one HTTP/1.1 GET and the whole response, timed "
+            "inside the client pod (bench.podclient); every mode's server is a Python echo server on "
+            "node2 (the meshed one for HBONE modes, an unmeshed twin otherwise). Modes run in rounds "
+            "of one batch each, the order rotated every round; one warm-up batch "
+            "per mode is discarded.",
+            "eBPF + HBONE is the mesh: the client calls the Service VIP, connect4 redirects to node1's "
+            "Envoy, which opens (or reuses) an HBONE tunnel (mTLS, HTTP/2 CONNECT) to node2's Envoy. The "
+            "iptables modes use a second client pod with the same namespace and service account (so the "
+            "same Envoy config) that is not in the eBPF map: a DNAT in node1's PREROUTING sends its "
+            "connections to Envoy's 15001 and Envoy reads SO_ORIGINAL_DST from conntrack (the getsockopt "
+            "program falls through to the kernel's answer when its map misses).",
+            "Passthrough modes call the unmeshed server's pod IP: Envoy proxies them in plaintext (TCP), "
+            "so they isolate the redirect itself.",
+            "Requests per second: K threads in the client pod, one keep-alive connection each, GET after "
+            "GET; the Python client and server and both Envoys share 2 vCPUs, so the ratio is the mesh's "
+            "cost relative to an unproxied path on the same machine, not a capacity figure. The CPU each "
+            "process on the path used per request (from /proc over the rounds) says where the time goes.",
+            f"node1 agent counters after the run: {counters or 'none found'}.",
+        ),
+    )
+
+
+BENCHMARK = Benchmark(name=NAME, title="Data path: direct vs mesh vs iptables", run=run)
