@@ -26,17 +26,17 @@ from controlplane.xds.cache import SnapshotSource
 from controlplane.xds.metrics import XdsMetrics
 from controlplane.xds.resource import Resource
 from controlplane.xds.snapshot import ResourceSet, SetDiff, Snapshot
-from controlplane.xds.status import StreamStatus, Variant
+from controlplane.xds.status import Variant
 from controlplane.xds.stream import (
     Nonces,
     OpenStatus,
     Push,
+    StreamBase,
     StreamEnv,
     StreamMachine,
     check_count,
     check_nonce,
     check_type_url,
-    first_node,
     open_status_for,
     serve_stream,
 )
@@ -67,7 +67,7 @@ class _TypeState:
     dirty: bool = True
 
 
-class DeltaStream(StreamMachine):
+class DeltaStream(StreamBase, StreamMachine):
     variant = Variant.DELTA
 
     def __init__(
@@ -79,15 +79,10 @@ class DeltaStream(StreamMachine):
         nonces: Nonces | None = None,
         metrics: XdsMetrics | None = None,
     ) -> None:
-        self._metrics = metrics
-        self._snapshots = snapshots
-        self._max_names = max_names
-        self._open_status = open_status
-        self._nonces = nonces or Nonces()
+        super().__init__(
+            snapshots, max_names=max_names, open_status=open_status, nonces=nonces, metrics=metrics
+        )
         self._types: dict[str, _TypeState] = {}
-        self.node_id: str | None = None
-        self.snapshot: Snapshot | None = None
-        self.status: StreamStatus | None = None
 
     def on_request(self, request: Any) -> list[Push]:
         type_url = str(request.type_url)
@@ -97,15 +92,8 @@ class DeltaStream(StreamMachine):
         check_count("initial_resource_versions", len(request.initial_resource_versions), self._max_names)
         nonce = str(request.response_nonce)
         check_nonce(nonce)
-        if self.node_id is None:
-            node = first_node(request)
-            self.node_id = str(node.id)
-            if self._open_status is not None:
-                self.status = self._open_status(node)
         # Answer from the newest snapshot; if that is news to this stream, every type may have changed.
-        latest = self._snapshots.get(self.node_id)
-        refreshed = latest is not self.snapshot
-        self.snapshot = latest
+        refreshed = self._refresh(request)
         subscribe = list(request.resource_names_subscribe)
         unsubscribe = list(request.resource_names_unsubscribe)
         logger.debug(
@@ -153,8 +141,8 @@ class DeltaStream(StreamMachine):
         # An ACK changes no subscription: the next snapshot needs only its diff looked at.
         if subscribe or unsubscribe:
             state.dirty = True
-            if latest is not None:
-                state.names = latest.of_type(type_url).share_names(state.names)
+            if self.snapshot is not None:
+                state.names = self.snapshot.of_type(type_url).share_names(state.names)
         return self._respond(set(self._types) if refreshed else {type_url})
 
     def on_snapshot(self, snapshot: Snapshot) -> list[Push]:

@@ -28,17 +28,17 @@ from controlplane.xds.cache import SnapshotSource
 from controlplane.xds.metrics import XdsMetrics
 from controlplane.xds.resource import Resource
 from controlplane.xds.snapshot import ResourceSet, Snapshot
-from controlplane.xds.status import StreamStatus, Variant
+from controlplane.xds.status import Variant
 from controlplane.xds.stream import (
     Nonces,
     OpenStatus,
     Push,
+    StreamBase,
     StreamEnv,
     StreamMachine,
     check_count,
     check_nonce,
     check_type_url,
-    first_node,
     open_status_for,
     serve_stream,
 )
@@ -85,7 +85,7 @@ def _names_fingerprint(request: Any) -> tuple[int, int]:
     return len(encoded), hash(encoded)
 
 
-class SotwStream(StreamMachine):
+class SotwStream(StreamBase, StreamMachine):
     variant = Variant.SOTW
 
     def __init__(
@@ -97,15 +97,10 @@ class SotwStream(StreamMachine):
         nonces: Nonces | None = None,
         metrics: XdsMetrics | None = None,
     ) -> None:
-        self._metrics = metrics
-        self._snapshots = snapshots
-        self._max_names = max_names
-        self._open_status = open_status
-        self._nonces = nonces or Nonces()
+        super().__init__(
+            snapshots, max_names=max_names, open_status=open_status, nonces=nonces, metrics=metrics
+        )
         self._types: dict[str, _TypeState] = {}
-        self.node_id: str | None = None
-        self.snapshot: Snapshot | None = None
-        self.status: StreamStatus | None = None
 
     def on_request(self, request: Any) -> list[Push]:
         type_url = str(request.type_url)
@@ -113,15 +108,8 @@ class SotwStream(StreamMachine):
         check_count("resource_names", len(request.resource_names), self._max_names)
         nonce = str(request.response_nonce)
         check_nonce(nonce)
-        if self.node_id is None:
-            node = first_node(request)
-            self.node_id = str(node.id)
-            if self._open_status is not None:
-                self.status = self._open_status(node)
         # Answer from the newest snapshot; if that is news to this stream, every type may have changed.
-        latest = self._snapshots.get(self.node_id)
-        refreshed = latest is not self.snapshot
-        self.snapshot = latest
+        refreshed = self._refresh(request)
         logger.debug(
             "sotw request node=%s type=%s version=%s nonce=%s names=%d",
             self.node_id,
@@ -158,8 +146,8 @@ class SotwStream(StreamMachine):
             names = names - {"*"}
         # An ACK repeats the subscription: only a different one needs every name looked at again.
         if wildcard != state.wildcard or names != state.names:
-            if latest is not None:
-                names = latest.of_type(type_url).share_names(names)
+            if self.snapshot is not None:
+                names = self.snapshot.of_type(type_url).share_names(names)
             state.wildcard, state.names, state.dirty = wildcard, names, True
         return self._respond(set(self._types) if refreshed else {type_url})
 

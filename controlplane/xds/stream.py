@@ -79,6 +79,42 @@ class StreamMachine(Protocol):
     def on_snapshot(self, snapshot: Snapshot) -> list[Push]: ...
 
 
+class StreamBase:
+    """What every ADS stream keeps whatever its variant: the node (named by the first request), the newest
+    snapshot it answers from, and its status record."""
+
+    def __init__(
+        self,
+        snapshots: SnapshotSource,
+        *,
+        max_names: int = 10_000,
+        open_status: OpenStatus | None = None,
+        nonces: Nonces | None = None,
+        metrics: XdsMetrics | None = None,
+    ) -> None:
+        self._metrics = metrics
+        self._snapshots = snapshots
+        self._max_names = max_names
+        self._open_status = open_status
+        self._nonces = nonces or Nonces()
+        self.node_id: str | None = None
+        self.snapshot: Snapshot | None = None
+        self.status: StreamStatus | None = None
+
+    def _refresh(self, request: Any) -> bool:
+        """Identify the node on the first request, then move to the node's newest snapshot; True when that
+        is news to this stream (every type may have changed)."""
+        if self.node_id is None:
+            node = first_node(request)
+            self.node_id = str(node.id)
+            if self._open_status is not None:
+                self.status = self._open_status(node)
+        latest = self._snapshots.get(self.node_id)
+        refreshed = latest is not self.snapshot
+        self.snapshot = latest
+        return refreshed
+
+
 def check_type_url(type_url: str) -> None:
     if type_url not in typeurls.KNOWN_TYPES:
         served = ", ".join(sorted(typeurls.KNOWN_TYPES))
