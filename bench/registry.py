@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from bench import ca, datapath, envoy_memory, hbone, translate, xds_push
+from bench import ca, cpmemory, datapath, envoy_memory, hbone, translate, xds_push
 from bench.benchmark import Benchmark
 
 BENCHMARKS: tuple[Benchmark, ...] = (
     xds_push.BENCHMARK,
     translate.BENCHMARK,
+    cpmemory.BENCHMARK,
     datapath.BENCHMARK,
     hbone.BENCHMARK,
     envoy_memory.BENCHMARK,

@@ -55,8 +55,13 @@ int nodemesh_sockops(struct bpf_sock_ops *skops)
     case BPF_SOCK_OPS_STATE_CB:
         if (skops->args[1] != NODEMESH_TCP_CLOSE)
             break;
-        cookie = bpf_get_socket_cookie(skops);
-        nodemesh_origdst_by_cookie.delete(&cookie);
+        /* One delete, not two: ACTIVE_ESTABLISHED already moved the cookie entry to the 4-tuple map, so
+         * only a connect that failed in SYN_SENT still holds a cookie entry. */
+        if (skops->args[0] == NODEMESH_TCP_SYN_SENT) {
+            cookie = bpf_get_socket_cookie(skops);
+            nodemesh_origdst_by_cookie.delete(&cookie);
+            break;
+        }
         client_tuple(skops, &tuple);
         if (nodemesh_origdst_by_tuple.delete(&tuple) == 0)
             count(NODEMESH_CTR_CLOSED);

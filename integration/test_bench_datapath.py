@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench import datapath, envoy_memory, hbone
+from bench.bpfstats import bpf_stats_unavailable_reason
 from bench.meshscene import Mode, datapath_unavailable_reason
 
 pytestmark = [pytest.mark.privileged, pytest.mark.envoy]
@@ -19,7 +20,9 @@ def _needs_the_data_path() -> None:
 
 
 async def test_datapath_measures_every_mode() -> None:
-    case = datapath.DatapathCase(samples=8, batch=4, connections=2, rps_seconds=0.3, rps_rounds=1)
+    case = datapath.DatapathCase(
+        samples=8, batch=4, connections=2, rps_seconds=0.3, rps_rounds=1, bpf_samples=4, control_samples=4
+    )
     measured = await datapath.measure(case)
 
     for mode in Mode:
@@ -33,6 +36,11 @@ async def test_datapath_measures_every_mode() -> None:
     assert any("hit" in k and v > 0 for k, v in counters.items()), counters
     names = {f.name for f in datapath.figures(measured)}
     assert "mesh added latency, p50 (eBPF + HBONE - direct)" in names
+    assert measured.control is not None and [len(s) for s in measured.control] == [4, 4]
+    if bpf_stats_unavailable_reason() is None:
+        # The redirect's programs ran: the eBPF pod's connections went through connect4 and sockops.
+        programs = measured.bpf[Mode.MESH].programs
+        assert programs["node1 connect4"].runs >= 4 and programs["node1 sockops"].runs >= 4, programs
 
 
 async def test_hbone_handshakes_and_added_latency() -> None:

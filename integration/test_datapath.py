@@ -262,6 +262,20 @@ def test_unmeshing_stops_new_redirects_and_keeps_established_connections(env: En
     )
 
 
+def test_a_redirected_connect_that_fails_leaves_no_record(env: Env) -> None:
+    # Nothing listens on this port in the node netns: the node answers the redirected SYN with a RST, so
+    # the socket goes SYN_SENT -> CLOSE and sockops must drop the record connect4 keyed by its cookie.
+    env.maps.set_target(EnvoyTarget(addresses=(env.node.ip,), outbound_port=15999))
+    before = env.counters()
+    try:
+        with pytest.raises(TopologyError, match="refused"):
+            env.topology.tcp_call(env.a, env.b.ip, VIP_TCP_PORT)
+    finally:
+        env.maps.set_target(env.target)
+    assert delta(before, env.counters()).get(Counter.REDIRECTED) == 1
+    wait_for(lambda: env.maps.pending_connects() == 0, "the failed connect's record to go")
+
+
 def test_excluded_ports_and_cidrs_are_not_redirected(env: Env) -> None:
     try:
         env.maps.set_exclusions(Exclusions(ports=frozenset({VIP_TCP_PORT})))
