@@ -99,6 +99,10 @@ class TokenUser:
     username: str
     uid: str = ""
     groups: tuple[str, ...] = ()
+    # What a bound service-account token carries, e.g. {"authentication.kubernetes.io/node-name": ("n",)}.
+    extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Who the token was issued for; empty: any audience a review asks about.
+    audiences: tuple[str, ...] = ()
 
 
 def _timestamp(moment: datetime) -> str:
@@ -617,13 +621,23 @@ class Operations:
             raise bad_request(f"{kind.kind} cannot be created")
         token = str((obj.get("spec") or {}).get("token") or "")
         user = self.tokens.get(token)
+        wanted = [str(a) for a in (obj.get("spec") or {}).get("audiences") or []]
+        # As the API server does: a token is valid for a review only if their audiences intersect.
+        matched = [a for a in wanted if a in user.audiences] if user and user.audiences and wanted else wanted
         status: JsonObject = {"authenticated": False}
-        if user is not None:
+        if user is not None and (matched or not wanted):
             status = {
                 "authenticated": True,
-                "user": {"username": user.username, "uid": user.uid, "groups": list(user.groups)},
-                "audiences": list((obj.get("spec") or {}).get("audiences") or []),
+                "user": {
+                    "username": user.username,
+                    "uid": user.uid,
+                    "groups": list(user.groups),
+                    **({"extra": {k: list(v) for k, v in user.extra.items()}} if user.extra else {}),
+                },
+                "audiences": matched,
             }
+        elif user is not None:
+            status["error"] = "token audiences are invalid for the target audiences"
         elif token:
             status["error"] = "invalid bearer token"
         obj["status"] = status

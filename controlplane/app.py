@@ -24,7 +24,7 @@ from controlplane.ca.authorization import BootstrapTokenAuthenticator, NodeAuthe
 from controlplane.ca.clock import SystemClock
 from controlplane.ca.issued import IssuedCertificates
 from controlplane.ca.service import CertificateService
-from controlplane.ca.store import FileCAStore
+from controlplane.ca.store import CAStore, FileCAStore
 from controlplane.convergence import ConvergenceTracker
 from controlplane.debugpages import MeshPages
 from controlplane.meshstate import MeshState, PushReason
@@ -32,11 +32,13 @@ from controlplane.metrics import ControlPlaneMetrics
 from controlplane.model.refs import ObjectRef
 from controlplane.model.snapshot import MeshSnapshot
 from controlplane.publisher import SnapshotPublisher
-from controlplane.settings import Settings, SourceKind, SourceSpec
+from controlplane.settings import Settings, SettingsError, SourceKind, SourceSpec
 from controlplane.sources.files import FileSource
+from controlplane.sources.kube.castore import SecretCAStore
 from controlplane.sources.kube.client import ClientSettings, KubeApi, connect
 from controlplane.sources.kube.metrics import WatchMetrics
 from controlplane.sources.kube.source import KubeSource, KubeSourceSettings
+from controlplane.sources.kube.tokenreview import TokenReviewAuthenticator
 from controlplane.sources.kube.writeback import KubeStatusPatcher
 from controlplane.sources.rawxds import ChangeReason, RawXdsSource
 from controlplane.status.reporter import StatusReporter
@@ -153,7 +155,7 @@ class ControlPlane:
         self.replica = socket.gethostname()
         # What the CA issued (serials, validity; no keys), when it runs: `meshctl check` and `describe`.
         self.issued: IssuedCertificates | None = (
-            IssuedCertificates() if settings.ca_file is not None and self.state is not None else None
+            IssuedCertificates() if settings.runs_ca and self.state is not None else None
         )
 
     def _server_settings(self) -> ServerSettings:
@@ -181,18 +183,20 @@ class ControlPlane:
             debug_queries=mesh_pages.queries() if mesh_pages is not None else None,
             config=ConfigDump(snapshots=self.cache),
         )
-        server = XdsServer(
-            self.cache,
-            self.proxies,
-            self._server_settings(),
-            metrics=self.metrics,
-            replica=self.replica,
-            extra_servicers=await self._certificate_service(),
-        )
         async with contextlib.AsyncExitStack() as stack:
+            kube: KubeApi | None = None
             if s.source.kind is SourceKind.KUBE:
                 kube = await stack.enter_async_context(connect(_kube_client(s.source)))
                 self._build_kube_source(kube)
+            server = XdsServer(
+                self.cache,
+                self.proxies,
+                self._server_settings(),
+                metrics=self.metrics,
+                replica=self.replica,
+                # After the API connection: in a cluster the CA's root and node tokens go through it.
+                extra_servicers=await self._certificate_service(kube),
+            )
             await stack.enter_async_context(admin)
             self.admin_port = admin.port
             await stack.enter_async_context(server)
@@ -264,21 +268,36 @@ class ControlPlane:
             trust_domain=self.settings.trust_domain,
         )
 
-    async def _certificate_service(self) -> list[Callable[[grpc.aio.Server], None]]:
+    async def _certificate_service(self, kube: KubeApi | None) -> list[Callable[[grpc.aio.Server], None]]:
         """The CA's gRPC service, when configured: it needs the model to know which pods run where."""
         s = self.settings
-        if s.ca_file is None or self.state is None:
+        if not s.runs_ca or self.state is None:
             return []
         clock = SystemClock()
-        authority = await load_or_generate_authority(FileCAStore(s.ca_file), s.trust_domain, clock)
-        tokens: NodeAuthenticator = (
-            BootstrapTokenAuthenticator.from_file(s.node_tokens, clock=clock)
-            if s.node_tokens is not None
-            else BootstrapTokenAuthenticator({}, clock=clock)
-        )
+        store: CAStore
+        if s.ca_secret is not None:
+            if kube is None:
+                raise SettingsError("--ca-secret needs the kube source")
+            store = SecretCAStore(kube, s.ca_secret.namespace, s.ca_secret.name)
+        else:
+            assert s.ca_file is not None
+            store = FileCAStore(s.ca_file)
+        authority = await load_or_generate_authority(store, s.trust_domain, clock)
+        authenticator: NodeAuthenticator
+        if s.node_tokens is not None:
+            authenticator = BootstrapTokenAuthenticator.from_file(s.node_tokens, clock=clock)
+        elif kube is not None:
+            authenticator = TokenReviewAuthenticator(
+                kube,
+                clock=clock,
+                audiences=(s.token_audience,),
+                service_account=s.node_service_account,
+            )
+        else:
+            authenticator = BootstrapTokenAuthenticator({}, clock=clock)
         service = CertificateService(
             signer=authority,
-            authenticator=tokens,
+            authenticator=authenticator,
             placement=self.state,
             trust_domain=s.trust_domain,
             registry=self.metrics_registry,

@@ -15,6 +15,7 @@ from controlplane.logs import LogFormat, configure_logging
 from controlplane.settings import (
     DEFAULT_ADMIN_LISTEN,
     DEFAULT_XDS_LISTEN,
+    SecretName,
     Settings,
     SettingsError,
     SourceKind,
@@ -38,8 +39,10 @@ Sources (--source):
   dir:DIR              raw Envoy resources in YAML, one per document with an "@type" key, served as they
                        are (DIR/*.yaml to every node, DIR/nodes/<node-id>/*.yaml to one node)
 
-With --ca-file the control plane also runs the CA that signs workload certificates for node agents that
-prove their node (--node-tokens: lines "<node> <token> [<expiry>]")."""
+With --ca-file (or, in a cluster, --ca-secret) the control plane also runs the CA that signs workload
+certificates for node agents that prove their node: by a bootstrap token (--node-tokens: lines
+"<node> <token> [<expiry>]") or, with the kube source, by their pod-bound service-account token
+(TokenReview; --token-audience, --node-service-account)."""
 
 _EPILOG = """\
 examples:
@@ -62,6 +65,13 @@ def _listen(text: str) -> str:
 def _source(text: str) -> SourceSpec:
     try:
         return SourceSpec.parse(text)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _secret(text: str) -> SecretName:
+    try:
+        return SecretName.parse(text)
     except SettingsError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
@@ -103,10 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the CA, keeping its root key and certificate in PATH (mode 0600; created on first start)",
     )
     parser.add_argument(
+        "--ca-secret",
+        type=_secret,
+        metavar="NAMESPACE/NAME",
+        help="run the CA, keeping its root in this Kubernetes Secret (kube source only; created on first "
+        "start, shared by every replica)",
+    )
+    parser.add_argument(
         "--node-tokens",
         type=Path,
         metavar="PATH",
         help="bootstrap tokens node agents authenticate with, one '<node> <token> [<expiry>]' per line",
+    )
+    parser.add_argument(
+        "--token-audience",
+        default=defaults.token_audience,
+        metavar="AUDIENCE",
+        help="kube source without --node-tokens: the audience of node agents' projected tokens, checked by "
+        "TokenReview (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--node-service-account",
+        default=defaults.node_service_account,
+        metavar="USERNAME",
+        help="the service account node agents' tokens must belong to (default: %(default)s)",
     )
     parser.add_argument(
         "--xds-listen",
@@ -194,6 +224,12 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         parser.error("--debounce-max must be at least --debounce-quiet")
     if args.convergence_timeout <= 0:
         parser.error("--convergence-timeout must be positive")
+    if args.ca_secret is not None and args.ca_file is not None:
+        parser.error("--ca-secret and --ca-file are alternatives: the CA keeps one root")
+    if args.ca_secret is not None and args.source.kind is not SourceKind.KUBE:
+        parser.error("--ca-secret needs the kube source")
+    if not args.token_audience:
+        parser.error("--token-audience must not be empty")
     return Settings(
         source=args.source,
         xds_listen=tuple(args.xds_listen or (DEFAULT_XDS_LISTEN,)),
@@ -209,7 +245,10 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         log_level=args.log_level.upper(),
         trust_domain=args.trust_domain,
         ca_file=args.ca_file,
+        ca_secret=args.ca_secret,
         node_tokens=args.node_tokens,
+        token_audience=args.token_audience,
+        node_service_account=args.node_service_account,
     )
 
 

@@ -70,6 +70,28 @@ def check_listen_address(text: str) -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SecretName:
+    """`NAMESPACE/NAME` of a Kubernetes Secret (the CA's root in a cluster)."""
+
+    namespace: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> SecretName:
+        namespace, sep, name = text.partition("/")
+        if not sep or not namespace or not name or "/" in name:
+            raise SettingsError(f"secret {text!r}: expected NAMESPACE/NAME")
+        return cls(namespace=namespace, name=name)
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+DEFAULT_TOKEN_AUDIENCE = "nodemesh-ca"
+DEFAULT_NODE_SERVICE_ACCOUNT = "system:serviceaccount:nodemesh-system:nodemesh-node"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     source: SourceSpec
     xds_listen: tuple[str, ...] = (DEFAULT_XDS_LISTEN,)
@@ -89,5 +111,16 @@ class Settings:
     trust_domain: str = "cluster.local"
     # Where the CA keeps its root (a file, mode 0600); None: no certificate service.
     ca_file: Path | None = None
+    # Where the CA keeps its root in a cluster (a Secret; kube source only); None: no certificate service
+    # unless ca_file is set.
+    ca_secret: SecretName | None = None
     # Per-node bootstrap tokens the certificate service accepts (`<node> <token> [expiry]` lines).
     node_tokens: Path | None = None
+    # Without node_tokens, a kube source checks node agents' tokens by TokenReview: the audience their
+    # projected tokens are issued for, and the service account they must belong to.
+    token_audience: str = DEFAULT_TOKEN_AUDIENCE
+    node_service_account: str = DEFAULT_NODE_SERVICE_ACCOUNT
+
+    @property
+    def runs_ca(self) -> bool:
+        return self.ca_file is not None or self.ca_secret is not None

@@ -18,7 +18,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from controlplane.ca.bundle import TrustBundle, is_self_signed
 from controlplane.ca.clock import Clock
-from controlplane.ca.errors import InvalidCAMaterialError, InvalidCSRError, UnsupportedKeyError
+from controlplane.ca.errors import (
+    CAStoreConflictError,
+    CAStoreError,
+    InvalidCAMaterialError,
+    InvalidCSRError,
+    UnsupportedKeyError,
+)
 from controlplane.ca.identity import SCHEME, SpiffeId, validate_trust_domain
 from controlplane.ca.store import CAMaterial, CAStore
 
@@ -251,8 +257,15 @@ async def load_or_generate_authority(
     if material is None:
         issuer = generate_root(trust_domain, clock)
         ca = CertificateAuthority(issuer, clock=clock, default_ttl=default_ttl, max_ttl=max_ttl)
-        await store.save(ca.material())
-        return ca
+        try:
+            await store.save(ca.material())
+            return ca
+        except CAStoreConflictError:
+            # Another replica started at the same time and stored its root first: one mesh, one root.
+            log.info("another replica created the CA first; using its root")
+            material = await store.load()
+            if material is None:
+                raise CAStoreError("the CA store reported a conflict but holds no CA material") from None
     issuer = load_issuer(material, now=clock.now(), trust_domain=trust_domain)
     bundle = TrustBundle.from_pem(material.trust_bundle_pem) if material.trust_bundle_pem.strip() else None
     log.info("loaded CA %s", issuer.certificate.subject.rfc4514_string())

@@ -27,6 +27,11 @@ class CAStoreError(CAError):
     """The CA store cannot be read or written safely (for example a key file others can read)."""
 
 
+class CAStoreConflictError(CAStoreError):
+    """Someone else stored CA material first (another replica won a race to create or rotate): load again
+    and use theirs, so the mesh keeps one root."""
+
+
 class RotationError(CAError):
     """A root rotation step was requested out of order or too early."""
 
