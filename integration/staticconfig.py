@@ -19,6 +19,7 @@ from google.protobuf import json_format
 from controlplane.ca.sdsnames import sds_cluster
 from controlplane.translate import naming
 from controlplane.translate.config import NodeConfig
+from meshctl.bootstrap import layered_runtime
 
 
 def static_bootstrap(
@@ -30,7 +31,8 @@ def static_bootstrap(
     assignments = dict(config.load_assignments.items())
     listeners = []
     for name, original in sorted(config.listeners.items()):
-        if not hbone and name != naming.OUTBOUND_LISTENER:
+        # Without HBONE: the node's outbound listener and the internal ones it hands connections to.
+        if not hbone and not name.startswith(naming.OUTBOUND_LISTENER):
             continue
         listener = type(original)()
         listener.CopyFrom(original)
@@ -75,4 +77,5 @@ def static_bootstrap(
             }
         ],
         "static_resources": {"listeners": listeners, "clusters": clusters},
+        "layered_runtime": layered_runtime(),
     }

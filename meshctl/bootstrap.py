@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 import yaml
 from envoy.extensions.bootstrap.internal_listener.v3 import internal_listener_pb2
@@ -173,6 +175,25 @@ def _stats_resources(stats_port: int, admin_address: str, admin_port: int) -> tu
     return listener, admin
 
 
+# Envoy 1.40 turns a user-space (internal listener) close into a reset its peer reads as ECONNRESET, and
+# tcp_proxy then aborts the downstream, dropping the bytes still to write: an HTTP/1 `Connection: close`
+# answered behind `outbound_services` would reach the client as a reset. Internal connections close the
+# way they did before (end of stream after the data); real sockets are unaffected.
+RUNTIME: Final[Mapping[str, object]] = MappingProxyType(
+    {"envoy.reloadable_features.enable_send_rst_on_user_space_socket": False}
+)
+
+
+def layered_runtime() -> dict[str, Any]:
+    """The bootstrap's runtime: `RUNTIME` as a static layer, and the admin layer (`/runtime_modify`)."""
+    return {
+        "layers": [
+            {"name": "nodemesh", "static_layer": dict(RUNTIME)},
+            {"name": "admin", "admin_layer": {}},
+        ]
+    }
+
+
 def build_bootstrap(
     *,
     node: str,
@@ -232,6 +253,7 @@ def build_bootstrap(
             ]
         },
         "admin": {"address": _socket_address(admin_address, admin_port)},
+        "layered_runtime": layered_runtime(),
     }
     if stats_port is not None:
         listener, admin = _stats_resources(stats_port, admin_address, admin_port)

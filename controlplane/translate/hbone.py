@@ -81,6 +81,7 @@ ORIGINAL_DST_METADATA = naming.ORIGINAL_DST_FILTER
 HBONE_METADATA = "nodemesh.hbone"
 # Filter state the originating chain and the inbound listener set.
 LOCAL_IP_STATE = "envoy.filters.listener.original_dst.local_ip"
+REMOTE_IP_STATE = "envoy.filters.listener.original_dst.remote_ip"
 # The client pod's IP, without its port: the port would split the Service clusters' pools per downstream
 # connection (every client connection leaving an idle tunnel behind).
 SOURCE_IP_STATE = "nodemesh.source_ip"

@@ -1,20 +1,19 @@
-"""The outbound listener (15001): one filter chain per Service port, chosen by the original destination.
+"""The outbound side (15001): the node's listener, and the internal listeners every node shares.
 
-Chains are picked by Envoy's unified `filter_chain_matcher`, so the listener stays O(service ports +
-consumer-route chains used on the node) whatever the number of local workloads:
+A node's listener differs from another's only in its address and its local clients, so it holds just those
+and hands each connection on (tcp_proxy into an internal listener; the original destination and client
+address travel as filter state that the original_dst listener filter restores there):
 
-    matcher_list (first match wins), one entry per consumer namespace with workloads on this node:
-        source IP in <that namespace's local pod IPs> AND (dst ip, dst port) in <its consumer-routed ports>
-            -> destination tree of that namespace's consumer chains
-    on_no_match -> destination tree of every Service port (dst ip -> dst port -> chain)
-    no match at all -> default chain: passthrough to the original destination
+    outbound (nodeIP:15001, per node): source IP -> `outbound_consumer|<ns>` for local clients of a
+        namespace with consumer routes; anyone else -> `outbound_services`
+    outbound_consumer|<ns> (internal, per consumer namespace): dst ip -> dst port -> that namespace's
+        consumer-route chains; anything else -> `outbound_services`
+    outbound_services (internal, one for the mesh): dst ip -> dst port -> the Service port's chain (GAMMA
+        binds by ClusterIP:port); anything else -> passthrough to the original destination
 
-Pod IPs appear once per namespace (not once per service), and each consumer-routed port once per namespace,
-so the matcher grows with (local workloads + consumer routes), never with their product.
-
-Later per-identity upstream TLS (HBONE) fits the same shape: the source-IP layer already classifies the
-local workloads; it would classify by identity (namespace, service account) instead and the chains it leads
-to would tunnel through per-identity internal listeners, while clusters and route configs stay shared.
+So the big part (one chain per Service port) is one resource, identical on every node, and a node's own
+listener is O(local clients of consumer namespaces): config grows with services + nodes, not their product.
+Every chain behind the hop sees the connection's real addresses, so it works as if it were on 15001.
 """
 
 from __future__ import annotations
@@ -22,23 +21,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from envoy.config.core.v3 import address_pb2
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, substitution_format_string_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.extensions.filters.common.set_filter_state.v3 import value_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
+from envoy.extensions.filters.network.set_filter_state.v3 import set_filter_state_pb2 as net_sfs_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.matching.common_inputs.network.v3 import network_inputs_pb2
-from google.protobuf import wrappers_pb2
+from envoy.extensions.transport_sockets.internal_upstream.v3 import internal_upstream_pb2
+from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
+from google.protobuf import duration_pb2, wrappers_pb2
 from xds.core.v3 import extension_pb2
 from xds.type.matcher.v3 import matcher_pb2
 
 from controlplane.translate import naming
-from controlplane.translate.hbone import source_address_filter
+from controlplane.translate.hbone import (
+    INTERNAL_UPSTREAM_SOCKET,
+    LOCAL_IP_STATE,
+    REMOTE_IP_STATE,
+    source_address_filter,
+)
 from controlplane.translate.messages import ads_source, pack
-
-_Predicate = matcher_pb2.Matcher.MatcherList.Predicate
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,11 +60,11 @@ class ChainTarget:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConsumerSelector:
-    """Clients of one namespace on this node and the consumer-route chains they get."""
+    """Clients of one namespace (with consumer routes) on this node: their connections go to that
+    namespace's `outbound_consumer|<ns>`."""
 
     namespace: str
     source_ips: tuple[str, ...]
-    targets: tuple[ChainTarget, ...]
 
 
 def _stat_prefix(chain: str) -> str:
@@ -143,77 +151,117 @@ def destination_tree(targets: Sequence[ChainTarget]) -> matcher_pb2.Matcher:
     return tree
 
 
-def _exact(
-    input_config: extension_pb2.TypedExtensionConfig, value: str
-) -> matcher_pb2.Matcher.MatcherList.Predicate:
-    p = _Predicate()
-    p.single_predicate.input.CopyFrom(input_config)
-    p.single_predicate.value_match.exact = value
-    return p
+def build_services_listener(
+    chains: Sequence[listener_components_pb2.FilterChain], tree: matcher_pb2.Matcher
+) -> listener_pb2.Listener:
+    """`outbound_services`: the producer chains and their destination tree as an internal listener, the
+    same on every node (so every node shares one resource). The original_dst listener filter restores the
+    client's addresses the node's handoff chain passed on, so the chains see the real connection."""
+    listener = listener_pb2.Listener(
+        name=naming.OUTBOUND_SERVICES,
+        internal_listener=listener_pb2.Listener.InternalListenerConfig(),
+        listener_filters=[
+            listener_components_pb2.ListenerFilter(
+                name=naming.ORIGINAL_DST_FILTER, typed_config=pack(original_dst_pb2.OriginalDst())
+            )
+        ],
+        filter_chains=chains,
+        default_filter_chain=build_passthrough_chain(),
+    )
+    if tree.ByteSize():
+        listener.filter_chain_matcher.CopyFrom(tree)
+    return listener
 
 
-def _any_of(
-    predicates: list[matcher_pb2.Matcher.MatcherList.Predicate],
-) -> matcher_pb2.Matcher.MatcherList.Predicate:
-    if len(predicates) == 1:
-        return predicates[0]
-    p = _Predicate()
-    p.or_matcher.predicate.extend(predicates)
-    return p
+def _address_state(key: str, text: str) -> value_pb2.FilterStateValue:
+    return value_pb2.FilterStateValue(
+        object_key=key,
+        format_string=substitution_format_string_pb2.SubstitutionFormatString(
+            text_format_source=base_pb2.DataSource(inline_string=text)
+        ),
+        read_only=True,
+        shared_with_upstream=value_pb2.FilterStateValue.ONCE,
+    )
 
 
-def _all_of(
-    predicates: list[matcher_pb2.Matcher.MatcherList.Predicate],
-) -> matcher_pb2.Matcher.MatcherList.Predicate:
-    p = _Predicate()
-    p.and_matcher.predicate.extend(predicates)
-    return p
-
-
-def _consumer_predicate(selector: ConsumerSelector) -> matcher_pb2.Matcher.MatcherList.Predicate:
-    sources = _any_of([_exact(_src_ip(), ip) for ip in sorted(selector.source_ips)])
-    destinations = _any_of(
-        [
-            _all_of([_exact(_dst_ip(), ip), _exact(_dst_port(), str(t.port))])
-            for t in selector.targets
-            for ip in t.ips
+def build_handoff_chain(target: str) -> listener_components_pb2.FilterChain:
+    """A chain into internal listener `target` (through the cluster of the same name): the connection's
+    original destination and client address go along as filter state, which the original_dst listener
+    filter there restores."""
+    state = net_sfs_pb2.Config(
+        on_new_connection=[
+            _address_state(LOCAL_IP_STATE, "%DOWNSTREAM_LOCAL_ADDRESS%"),
+            _address_state(REMOTE_IP_STATE, "%DOWNSTREAM_REMOTE_ADDRESS%"),
         ]
     )
-    return _all_of([sources, destinations])
+    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=naming.stat_prefix(target), cluster=target)
+    return listener_components_pb2.FilterChain(
+        name=target,
+        filters=[_filter(naming.SET_FILTER_STATE_NETWORK, state), _filter(naming.TCP_PROXY_FILTER, proxy)],
+    )
 
 
-def build_filter_chain_matcher(
-    producer: Sequence[ChainTarget], consumers: Sequence[ConsumerSelector]
-) -> matcher_pb2.Matcher:
-    matcher = matcher_pb2.Matcher()
-    fill_filter_chain_matcher(matcher, destination_tree(producer), consumers)
-    return matcher
+def build_handoff_cluster(target: str, connect_timeout: duration_pb2.Duration) -> cluster_pb2.Cluster:
+    """The way into internal listener `target`."""
+    endpoint = endpoint_components_pb2.LbEndpoint(
+        endpoint=endpoint_components_pb2.Endpoint(
+            address=address_pb2.Address(
+                envoy_internal_address=address_pb2.EnvoyInternalAddress(server_listener_name=target)
+            )
+        )
+    )
+    return cluster_pb2.Cluster(
+        name=target,
+        type=cluster_pb2.Cluster.STATIC,
+        connect_timeout=connect_timeout,
+        load_assignment=endpoint_pb2.ClusterLoadAssignment(
+            cluster_name=target,
+            endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=[endpoint])],
+        ),
+        transport_socket=base_pb2.TransportSocket(
+            name=INTERNAL_UPSTREAM_SOCKET,
+            typed_config=pack(
+                internal_upstream_pb2.InternalUpstreamTransport(
+                    transport_socket=base_pb2.TransportSocket(
+                        name="envoy.transport_sockets.raw_buffer",
+                        typed_config=pack(raw_buffer_pb2.RawBuffer()),
+                    )
+                )
+            ),
+        ),
+    )
 
 
-def fill_filter_chain_matcher(
-    out: matcher_pb2.Matcher, tree: matcher_pb2.Matcher, consumers: Sequence[ConsumerSelector]
-) -> None:
-    """Write the listener's matcher into `out`: the producer destination `tree`, behind one entry per
-    consumer namespace with clients here. The (large) tree is copied once."""
-    used = [c for c in consumers if c.source_ips and c.targets]
-    if not used:
-        out.CopyFrom(tree)
-        return
-    for selector in sorted(used, key=lambda c: c.namespace):
-        entry = out.matcher_list.matchers.add()
-        entry.predicate.CopyFrom(_consumer_predicate(selector))
-        entry.on_match.matcher.CopyFrom(destination_tree(selector.targets))
+def build_consumer_listener(
+    namespace: str, chains: Sequence[listener_components_pb2.FilterChain], targets: Sequence[ChainTarget]
+) -> listener_pb2.Listener:
+    """`outbound_consumer|<ns>`: the consumer-route chains of one namespace's clients, chosen by the
+    original destination, the same on every node with such clients. Any other destination goes on to
+    `outbound_services` (a second internal hop, only for those clients)."""
+    listener = listener_pb2.Listener(
+        name=naming.outbound_consumer(namespace),
+        internal_listener=listener_pb2.Listener.InternalListenerConfig(),
+        listener_filters=[
+            listener_components_pb2.ListenerFilter(
+                name=naming.ORIGINAL_DST_FILTER, typed_config=pack(original_dst_pb2.OriginalDst())
+            )
+        ],
+        filter_chains=chains,
+        default_filter_chain=build_handoff_chain(naming.OUTBOUND_SERVICES),
+    )
+    tree = destination_tree(targets)
     if tree.ByteSize():
-        out.on_no_match.matcher.CopyFrom(tree)
+        listener.filter_chain_matcher.CopyFrom(tree)
+    return listener
 
 
 def build_outbound_listener(
-    *,
-    address: str,
-    port: int,
-    chains: Sequence[listener_components_pb2.FilterChain],
-    matcher: matcher_pb2.Matcher | None,
+    *, address: str, port: int, consumers: Sequence[ConsumerSelector]
 ) -> listener_pb2.Listener:
+    """One node's listener on `address:port`: hands each connection to an internal listener shared by
+    nodes, by the client's IP: clients of a namespace with consumer routes to its `outbound_consumer|<ns>`,
+    everyone else to `outbound_services`. O(local clients of consumer namespaces), whatever the Services."""
+    used = sorted((c for c in consumers if c.source_ips), key=lambda c: c.namespace)
     listener = listener_pb2.Listener(
         name=naming.OUTBOUND_LISTENER,
         address=address_pb2.Address(
@@ -224,31 +272,13 @@ def build_outbound_listener(
                 name=naming.ORIGINAL_DST_FILTER, typed_config=pack(original_dst_pb2.OriginalDst())
             )
         ],
-        filter_chains=chains,
-        default_filter_chain=build_passthrough_chain(),
+        filter_chains=[build_handoff_chain(naming.outbound_consumer(c.namespace)) for c in used],
+        default_filter_chain=build_handoff_chain(naming.OUTBOUND_SERVICES),
     )
-    if matcher is not None and matcher.ByteSize():
-        listener.filter_chain_matcher.CopyFrom(matcher)
-    return listener
-
-
-def bind_outbound_listener(
-    template: listener_pb2.Listener,
-    tree: matcher_pb2.Matcher,
-    *,
-    address: str,
-    consumer_chains: Sequence[listener_components_pb2.FilterChain],
-    consumers: Sequence[ConsumerSelector],
-) -> listener_pb2.Listener:
-    """One node's listener from the node-independent parts: `template` (`build_outbound_listener` over the
-    producer chains, any address, no matcher) and the producer destination `tree`. Copies of prebuilt
-    messages (C-level) instead of rebuilding every chain and matcher entry for every node."""
-    listener = listener_pb2.Listener()
-    listener.CopyFrom(template)
-    listener.address.socket_address.address = address
-    if consumer_chains:
-        listener.filter_chains.extend(consumer_chains)
-    fill_filter_chain_matcher(listener.filter_chain_matcher, tree, consumers)
-    if not listener.filter_chain_matcher.ByteSize():
-        listener.ClearField("filter_chain_matcher")
+    if used:
+        tree = listener.filter_chain_matcher.matcher_tree
+        tree.input.CopyFrom(_src_ip())
+        for selector in used:
+            for ip in selector.source_ips:
+                tree.exact_match_map.map[ip].CopyFrom(_action(naming.outbound_consumer(selector.namespace)))
     return listener

@@ -11,6 +11,15 @@ from typing import Final
 from controlplane.model.refs import ObjectRef
 
 OUTBOUND_LISTENER: Final = "outbound"
+# The internal listener (and the cluster into it) with every Service port's chain: the same on all nodes.
+OUTBOUND_SERVICES: Final = "outbound_services"
+
+
+def outbound_consumer(namespace: str) -> str:
+    """The internal listener (and cluster into it) with one consumer namespace's consumer-route chains."""
+    return f"outbound_consumer|{namespace}"
+
+
 # ORIGINAL_DST cluster (and filter chain) for destinations that are no Service ClusterIP:port.
 PASSTHROUGH: Final = "passthrough"
 # Never defined: a weighted-cluster share pointing here is answered with 500 (the Gateway API's rule for

@@ -30,7 +30,6 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_pb2
-from xds.type.matcher.v3 import matcher_pb2
 
 from controlplane.ca.identity import SpiffeId
 from controlplane.model.diagnostics import Diagnostic, Reason, Severity
@@ -50,12 +49,15 @@ from controlplane.translate.impact import Impact, snapshot_impact
 from controlplane.translate.listener import (
     ChainTarget,
     ConsumerSelector,
-    bind_outbound_listener,
+    build_consumer_listener,
+    build_handoff_cluster,
     build_http_chain,
     build_outbound_listener,
+    build_services_listener,
     build_tcp_chain,
     destination_tree,
 )
+from controlplane.translate.messages import duration
 from controlplane.translate.nodehbone import NodeHbone, build_node_hbone, local_inputs, mesh_clusters
 from controlplane.translate.plan import (
     WorkloadMtls,
@@ -225,10 +227,11 @@ class _ListenerKey:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _NodeListener:
     key: _ListenerKey
-    # Compared by identity: the same parts and chain objects mean the same listener content.
-    parts: OutboundParts
-    consumer_chains: tuple[listener_components_pb2.FilterChain, ...]
+    # The node's own listener, and the shared internal listeners it hands connections to:
+    # `outbound_services` and the `outbound_consumer|<ns>` of its local consumer namespaces.
     listener: listener_pb2.Listener
+    services: listener_pb2.Listener
+    consumers: tuple[listener_pb2.Listener, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -341,6 +344,9 @@ class Translator:
         self.settings = settings or TranslateSettings()
         self.builds: Counter[BuildKind] = Counter()
         self._passthrough = build_passthrough_cluster(self.settings)
+        self._handoff = build_handoff_cluster(
+            naming.OUTBOUND_SERVICES, duration(self.settings.connect_timeout)
+        )
         self._reset()
 
     def _reset(self) -> None:
@@ -361,7 +367,9 @@ class Translator:
         # endpoints are reached (HBONE or plain), so a change to it re-translates those Services.
         self._service_ips: dict[ObjectRef, frozenset[str]] = {}
         self._services_by_ip: dict[str, set[ObjectRef]] = {}
-        self._template: tuple[OutboundParts, listener_pb2.Listener, matcher_pb2.Matcher] | None = None
+        self._template: tuple[OutboundParts, listener_pb2.Listener] | None = None
+        # Per consumer namespace: its `outbound_consumer|<ns>` and the chains tuple it was built from.
+        self._consumer_listeners: dict[str, tuple[tuple[ConsumerChain, ...], listener_pb2.Listener]] = {}
 
     # -- mesh-wide stage ----------------------------------------------------------------------------
 
@@ -398,6 +406,7 @@ class Translator:
         empty: PMap[str, cluster_pb2.Cluster] = PMap()
         if previous is None:
             empty = empty.set(naming.PASSTHROUGH, self._passthrough)
+            empty = empty.set(naming.OUTBOUND_SERVICES, self._handoff)
             for c in mesh_clusters(self.settings):
                 empty = empty.set(str(c.name), c)
         clusters = _MapEdits(previous.clusters if previous is not None else empty)
@@ -451,9 +460,18 @@ class Translator:
         consumer_chains = previous.consumer_chains if previous is not None else PMap()
         for ns in sorted(dirty_namespaces):
             by_service = self._consumers.get(ns)
+            # The way into the namespace's `outbound_consumer|<ns>`, while it has consumer chains.
+            handoff = naming.outbound_consumer(ns)
+            held = previous.clusters.get(handoff) if previous is not None else None
             if not by_service:
                 consumer_chains = consumer_chains.delete(ns)
+                clusters.replace(((handoff, c) for c in (held,) if c is not None), ())
+                self._consumer_listeners.pop(ns, None)
                 continue
+            if held is None:
+                clusters.replace(
+                    (), ((handoff, build_handoff_cluster(handoff, duration(self.settings.connect_timeout))),)
+                )
             chains = tuple(sorted(chain.from_iterable(by_service.values()), key=lambda c: str(c.chain.name)))
             consumer_chains = consumer_chains.set(ns, chains)
         diagnostics = previous.diagnostics if previous is not None else ()
@@ -877,25 +895,21 @@ class Translator:
             chains = config.consumer_chains.get(ns)
             if not chains:
                 continue
-            selectors.append(
-                ConsumerSelector(
-                    namespace=ns,
-                    source_ips=tuple(sorted(local_ips[ns])),
-                    targets=tuple(c.target for c in chains),
-                )
-            )
+            selectors.append(ConsumerSelector(namespace=ns, source_ips=tuple(sorted(local_ips[ns]))))
             consumer_parts.append(chains)
         consumer_chains = tuple(chain.from_iterable(consumer_parts))
-        node_listener = self._listener(
-            state, address, config.outbound, tuple(selectors), tuple(c.chain for c in consumer_chains)
-        )
+        node_listener = self._listener(state, address, config.outbound, tuple(selectors), consumer_parts)
         hbone = self._hbone(state, mesh, address, workloads)
         if state is not None and state.listener is node_listener and state.hbone is hbone:
             listeners = state.listeners
         else:
-            listeners = PMap[str, listener_pb2.Listener]().set(
-                naming.OUTBOUND_LISTENER, node_listener.listener
+            listeners = (
+                PMap[str, listener_pb2.Listener]()
+                .set(naming.OUTBOUND_LISTENER, node_listener.listener)
+                .set(naming.OUTBOUND_SERVICES, node_listener.services)
             )
+            for shared in node_listener.consumers:
+                listeners = listeners.set(str(shared.name), shared)
             for extra in hbone.listeners:
                 listeners = listeners.set(str(extra.name), extra)
 
@@ -1020,34 +1034,45 @@ class Translator:
         address: str,
         parts: OutboundParts,
         selectors: tuple[ConsumerSelector, ...],
-        consumer_chains: tuple[listener_components_pb2.FilterChain, ...],
+        consumer_parts: list[tuple[ConsumerChain, ...]],
     ) -> _NodeListener:
+        """The node's own listener (rebuilt only when its address or local consumer clients change) and
+        the shared internal listeners it hands to (the same objects on every node)."""
         key = _ListenerKey(address=address, port=self.settings.outbound_port, consumers=selectors)
+        services = self._services_listener(parts)
+        consumers = tuple(
+            self._consumer_listener(s.namespace, chains)
+            for s, chains in zip(selectors, consumer_parts, strict=True)
+        )
         cached = state.listener if state is not None else None
-        if (
-            cached is not None
-            and cached.key == key
-            and cached.parts is parts
-            and _same_objects(cached.consumer_chains, consumer_chains)
-        ):
-            return cached
-        template, tree = self._listener_template(parts)
-        listener = bind_outbound_listener(
-            template, tree, address=address, consumer_chains=consumer_chains, consumers=selectors
+        if cached is not None and cached.key == key:
+            if cached.services is services and _same_objects(cached.consumers, consumers):
+                return cached
+            return dataclasses.replace(cached, services=services, consumers=consumers)
+        listener = build_outbound_listener(
+            address=address, port=self.settings.outbound_port, consumers=selectors
         )
         self.builds[BuildKind.LISTENER] += 1
-        return _NodeListener(key=key, parts=parts, consumer_chains=consumer_chains, listener=listener)
+        return _NodeListener(key=key, listener=listener, services=services, consumers=consumers)
 
-    def _listener_template(self, parts: OutboundParts) -> tuple[listener_pb2.Listener, matcher_pb2.Matcher]:
-        """The node-independent listener (producer chains and destination tree) for `parts`, built once."""
+    def _consumer_listener(self, namespace: str, chains: tuple[ConsumerChain, ...]) -> listener_pb2.Listener:
+        """`outbound_consumer|<ns>` for the namespace's consumer chains: built once per chains tuple."""
+        cached = self._consumer_listeners.get(namespace)
+        if cached is not None and cached[0] is chains:
+            return cached[1]
+        listener = build_consumer_listener(namespace, [c.chain for c in chains], [c.target for c in chains])
+        self.builds[BuildKind.LISTENER] += 1
+        self._consumer_listeners[namespace] = (chains, listener)
+        return listener
+
+    def _services_listener(self, parts: OutboundParts) -> listener_pb2.Listener:
+        """`outbound_services` for `parts`: built once, the same object for every node."""
         if self._template is not None and self._template[0] is parts:
-            return self._template[1], self._template[2]
-        tree = destination_tree(parts.targets)
-        template = build_outbound_listener(
-            address="", port=self.settings.outbound_port, chains=parts.chains, matcher=None
-        )
-        self._template = (parts, template, tree)
-        return template, tree
+            return self._template[1]
+        listener = build_services_listener(parts.chains, destination_tree(parts.targets))
+        self.builds[BuildKind.LISTENER] += 1
+        self._template = (parts, listener)
+        return listener
 
 
 def translate_mesh(mesh: MeshSnapshot, settings: TranslateSettings | None = None) -> MeshConfig:

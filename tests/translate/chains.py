@@ -1,13 +1,18 @@
-"""Which filter chain Envoy's outbound listener picks for a connection: an evaluator of the subset of the
+"""Which filter chain Envoy's outbound listeners pick for a connection: an evaluator of the subset of the
 xDS unified matcher translation emits (matcher_tree exact maps, matcher_list with single/and/or predicates
 on source IP, destination IP and destination port), following the xDS matcher semantics."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.matching.common_inputs.network.v3 import network_inputs_pb2
 from google.protobuf import wrappers_pb2
 from xds.type.matcher.v3 import matcher_pb2
+
+from controlplane.translate import naming
 
 _INPUTS = {
     network_inputs_pb2.SourceIPInput.DESCRIPTOR.full_name: "src_ip",
@@ -56,13 +61,39 @@ def _evaluate(matcher: matcher_pb2.Matcher, conn: dict[str, str]) -> str | None:
     return None
 
 
-def chain_for(listener: listener_pb2.Listener, *, src: str, dst: str, port: int) -> str:
-    """The name of the filter chain a connection from `src` to `dst:port` runs through."""
-    name = _evaluate(listener.filter_chain_matcher, {"src_ip": src, "dst_ip": dst, "dst_port": str(port)})
+def _select(listener: listener_pb2.Listener, conn: dict[str, str]) -> str:
+    name = _evaluate(listener.filter_chain_matcher, conn)
     if name is None:
         return str(listener.default_filter_chain.name)
     assert name in {c.name for c in listener.filter_chains}, f"matcher names a missing chain {name!r}"
     return name
+
+
+def _handoff(
+    listener: listener_pb2.Listener, chain: str, listeners: Mapping[str, listener_pb2.Listener]
+) -> str:
+    """The internal listener `chain` hands its connections to (tcp_proxy to a cluster of the listener's
+    name), or "" for a chain that does not."""
+    found = [c for c in [*listener.filter_chains, listener.default_filter_chain] if c.name == chain]
+    proxy = tcp_proxy_pb2.TcpProxy()
+    if not found or not found[0].filters[-1].typed_config.Unpack(proxy):
+        return ""
+    target = listeners.get(proxy.cluster)
+    return proxy.cluster if target is not None and target.HasField("internal_listener") else ""
+
+
+def chain_for(listeners: Mapping[str, listener_pb2.Listener], *, src: str, dst: str, port: int) -> str:
+    """The name of the filter chain a connection from `src` to `dst:port` ends in: from the node's
+    outbound listener through the internal listeners its chains hand the connection to."""
+    conn = {"src_ip": src, "dst_ip": dst, "dst_port": str(port)}
+    listener = listeners[naming.OUTBOUND_LISTENER]
+    for _ in range(len(listeners)):
+        name = _select(listener, conn)
+        target = _handoff(listener, name, listeners)
+        if not target:
+            return name
+        listener = listeners[target]
+    raise AssertionError("handoff loop")
 
 
 def action_names(matcher: matcher_pb2.Matcher) -> set[str]:

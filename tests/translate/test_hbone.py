@@ -218,7 +218,11 @@ def _size(services: int, identities: int) -> tuple[int, int, int]:
     listeners = list(config.listeners.values())
     return (
         len(config.clusters),
-        sum(li.ByteSize() for li in listeners if li.name != naming.OUTBOUND_LISTENER),
+        sum(
+            li.ByteSize()
+            for li in listeners
+            if li.name not in (naming.OUTBOUND_LISTENER, naming.OUTBOUND_SERVICES)
+        ),
         sum(len(li.filter_chains) for li in listeners),
     )
 
@@ -276,8 +280,13 @@ def test_outbound_chains_key_upstream_pools_by_the_client_ip_alone() -> None:
     """Pooling: the client's IP (no port, hashable) goes with its connections to `hbone_originate`, so a
     client's connections share pooled tunnels and two clients never do; the identity chain is picked by it."""
     config = translate_node(sample_mesh(), "node-a")
-    outbound = config.listeners[naming.OUTBOUND_LISTENER]
-    for chain in outbound.filter_chains:
+    # The Service chains (producer and consumer) behind the node listener's handoff.
+    chains = [
+        *config.listeners[naming.OUTBOUND_SERVICES].filter_chains,
+        *config.listeners[naming.outbound_consumer("web")].filter_chains,
+    ]
+    assert len(chains) > 2
+    for chain in chains:
         if chain.name == naming.PASSTHROUGH:
             continue
         first = net_sfs_pb2.Config()

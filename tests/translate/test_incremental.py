@@ -109,7 +109,7 @@ def test_route_change_rebuilds_only_the_route_configs_it_attaches_to() -> None:
         assert _changes(b, a) == {"route_config": (["shop/reviews:80"], [])}
 
 
-def test_new_service_adds_its_resources_and_rebuilds_each_listener_once() -> None:
+def test_new_service_adds_its_resources_and_rebuilds_the_shared_listener_once() -> None:
     translator = Translator()
     m = sample_mesh()
     first = _all(translator, m)
@@ -122,11 +122,12 @@ def test_new_service_adds_its_resources_and_rebuilds_each_listener_once() -> Non
         "filter_chain": 1,
         "policy": 1,
         "service_vip": 1,
-        "listener": len(NODES),
+        # `outbound_services` holds every Service chain and is one object for all nodes: built once.
+        "listener": 1,
     }
     added: tuple[list[str], list[str]] = (["shop/extra:80"], [])
     assert _changes(second["node-a"], first["node-a"]) == {
-        "listener": (["outbound"], []),
+        "listener": (["outbound_services"], []),
         "cluster": added,
         "load_assignment": added,
         "route_config": added,
@@ -142,7 +143,7 @@ def test_deleted_service_removes_its_resources() -> None:
     second = _all(translator, m.apply(Delete(ref=ref)))
     gone: tuple[list[str], list[str]] = ([], ["db/postgres:5432"])
     assert _changes(second["node-b"], first["node-b"]) == {
-        "listener": (["outbound"], []),
+        "listener": (["outbound_services"], []),
         "cluster": gone,
         "load_assignment": gone,
         "service_vip": ([], ["db/postgres"]),
@@ -252,11 +253,12 @@ def _consumer_mesh(services: int, workloads: int) -> MeshSnapshot:
 def test_listener_size_is_additive_in_services_and_local_workloads() -> None:
     def size(s: int, w: int) -> tuple[int, int, int]:
         config = Translator().translate_node(_consumer_mesh(s, w), "node-a")
-        listener = config.listeners["outbound"]
+        listeners = [li for name, li in config.listeners.items() if name.startswith("outbound")]
         return (
-            len(listener.filter_chains),
+            # Every chain but the node listener's handoffs (one per local consumer namespace).
+            sum(len(li.filter_chains) for li in listeners) - len(config.listeners["outbound"].filter_chains),
             len(config.route_configs),
-            _matcher_size(listener.filter_chain_matcher),
+            sum(_matcher_size(li.filter_chain_matcher) for li in listeners),
         )
 
     for s, w in ((2, 2), (8, 2), (2, 16), (8, 16)):
@@ -298,3 +300,21 @@ def test_clusterip_taken_by_another_service_updates_the_listener() -> None:
     incremental = _all(translator, m)
     for n in NODES:
         assert _bytes(incremental[n]) == _bytes(Translator().translate_node(m, n))
+
+
+def test_new_consumer_route_rebuilds_only_the_shared_consumer_listener() -> None:
+    """web's clients are on both nodes: its new consumer route changes the one `outbound_consumer|web`
+    (built once, shared) and its route config; each node's own listener stays the same object."""
+    translator = Translator()
+    m = sample_mesh()
+    first = _all(translator, m)
+    before = Counter(translator.builds)
+    route = http_route("web", "ratings-for-web", parent("shop", "ratings"), rule(backend("shop", "ratings")))
+    second = _all(translator, m.apply(Upsert(obj=route)))
+    assert _delta(translator, before)["listener"] == 1
+    shared = second["node-a"].listeners["outbound_consumer|web"]
+    assert shared is second["node-b"].listeners["outbound_consumer|web"]
+    assert "shop/ratings:9090@web" in {c.name for c in shared.filter_chains}
+    for n in NODES:
+        assert second[n].listeners["outbound"] is first[n].listeners["outbound"]
+        assert _changes(second[n], first[n])["listener"] == (["outbound_consumer|web"], [])
