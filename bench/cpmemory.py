@@ -273,7 +273,8 @@ def attempt_largest(base: MemoryMeasurement, largest: MeshShape) -> tuple[list[F
             f"({LARGEST_TIME_LIMIT_S:g} s, {cap_mib / 1024:.1f} GiB): {estimate}."
         )
     try:
-        return _figures(measure_in_child(largest, LARGEST_TIME_LIMIT_S)), f"{where}: {estimate}."
+        # The estimate decided whether to try; the figures are the measurement.
+        return _figures(measure_in_child(largest, LARGEST_TIME_LIMIT_S)), f"{where}: measured."
     except BenchError as exc:
         return [], f"{where} not measured: {exc}; {estimate}."
 
@@ -300,12 +301,12 @@ def run(options: RunOptions) -> BenchResult:
             notes.append(
                 f"{m.services:,} x {m.nodes}: listeners are {100 * listeners.bytes / m.resource_bytes:.1f}% "
                 f"of the encoded bytes ({listeners.resources} distinct, {listeners.bytes / 2**20:.0f} MiB); "
-                f"the largest resource is {m.largest}, {m.largest_bytes / 2**20:.2f} MiB, one per node"
+                f"the largest resource is {m.largest}, {m.largest_bytes / 2**20:.2f} MiB"
                 + (
                     f"; between two nodes its copies differ only in {', '.join(m.largest_differs_in)}, "
                     f"{100 * m.largest_differing_share:.1f}% of its bytes: every node repeats the rest."
                     if m.largest_differs_in
-                    else "."
+                    else ", shared by every node."
                 )
             )
     return BenchResult(
@@ -318,7 +319,7 @@ def run(options: RunOptions) -> BenchResult:
             "SnapshotPublisher and a SnapshotCache after one push, no xDS streams. RSS is read after a "
             "gc.collect and malloc_trim; the peak (VmHWM) includes the push's transient garbage.",
             "Distinct resources: every Resource held by some node snapshot, counted once (the pool shares "
-            "equal ones), with its Any bytes and the SotW/delta wire fragments kept beside it. The rest of "
+            "equal ones), with its Any bytes (the wire fragments around them are a few bytes). The rest of "
             "the RSS is the model, the translator's memo (protobuf messages) and Python objects.",
             *notes,
         ),
