@@ -22,6 +22,7 @@ from controlplane.convergence import PushListener
 from controlplane.meshstate import MeshState, PushReason
 from controlplane.metrics import ControlPlaneMetrics
 from controlplane.model.diagnostics import Diagnostic, Severity
+from controlplane.model.pmap import PMap
 from controlplane.model.snapshot import MeshSnapshot
 from controlplane.translate.config import MeshConfig, NodeConfig, ResourceKind
 from controlplane.translate.translator import Translator
@@ -128,6 +129,9 @@ class SnapshotPublisher:
         self._clock = clock
         self._interner = _Interner(cache.pool)
         self._sets = _SetMemo()
+        # Per-node sets derived from a shared one: slot -> (node map, shared set, derived set).
+        self._overlays: dict[str, tuple[PMap[str, Message], ResourceSet, ResourceSet]] = {}
+        self._overlays_used: dict[str, tuple[PMap[str, Message], ResourceSet, ResourceSet]] = {}
         self._snapshots: dict[str, Snapshot] = {}
         self._pushes = 0
         self.diagnostics: tuple[Diagnostic, ...] = ()
@@ -189,6 +193,7 @@ class SnapshotPublisher:
             _ = snapshot.size  # computed here, off the event loop, and cached (new sets only)
         self._interner.finish_round()
         self._sets.finish_round()
+        self._overlays, self._overlays_used = self._overlays_used, {}
         diagnostics = _merge_diagnostics(self._state.diagnostics(), mesh_config, node_configs)
         return snapshots, translate_seconds, diagnostics
 
@@ -203,6 +208,22 @@ class SnapshotPublisher:
     def _set(self, slot: str, messages: Mapping[str, Message]) -> ResourceSet:
         return self._sets.get(slot, messages, self._interner)
 
+    def _overlay(
+        self, slot: str, mine: PMap[str, Message], common: PMap[str, Message], base: ResourceSet
+    ) -> ResourceSet:
+        """A node's set that is the mesh-wide one plus its own few resources (its HBONE clusters): derived
+        from the shared set through the maps' structural diff, never a pass over every resource per node."""
+        hit = self._overlays.get(slot)
+        if hit is not None and hit[0] is mine and hit[1] is base:
+            self._overlays_used[slot] = hit
+            return hit[2]
+        diff = common.diff(mine)
+        changed = [self._interner.intern(m) for m in diff.added.values()]
+        changed += [self._interner.intern(new) for _, new in diff.changed.values()]
+        made = ResourceSet.derive(base, changed, diff.removed.keys())
+        self._overlays_used[slot] = (mine, base, made)
+        return made
+
     def _node_snapshot(
         self, mesh: MeshConfig, config: NodeConfig, shared: Mapping[str, ResourceSet]
     ) -> Snapshot:
@@ -216,7 +237,7 @@ class SnapshotPublisher:
             (typeurls.ROUTE, config.route_configs, mesh.route_configs),
         ):
             if mine is not common:
-                sets[type_url] = self._set(f"{node}/{type_url}", mine)
+                sets[type_url] = self._overlay(f"{node}/{type_url}", mine, common, shared[type_url])
         sets[typeurls.LISTENER] = self._set(f"{node}/{typeurls.LISTENER}", config.listeners)
         sets[typeurls.WORKLOAD] = self._set(f"{node}/{typeurls.WORKLOAD}", config.workloads)
         sets[typeurls.NODE_SETTINGS] = self._set(

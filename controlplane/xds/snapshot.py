@@ -70,8 +70,11 @@ class ResourceSet(Mapping[str, Resource]):
                     f"two different {resource.type_url} resources named {resource.name!r}"
                 )
             by_name[resource.name] = resource
-        self._by_name = dict(sorted(by_name.items()))
-        self._version: str | None = None
+        self._init(dict(sorted(by_name.items())), version=None)
+
+    def _init(self, by_name: dict[str, Resource], *, version: str | None) -> None:
+        self._by_name = by_name
+        self._version: str | None = version
         # Target sets every reference of this set was already found in (consistency is checked once).
         # Keyed by id() because a Mapping is unhashable; the identity check below guards against reuse of ids.
         self._verified: weakref.WeakValueDictionary[int, ResourceSet] = weakref.WeakValueDictionary()
@@ -81,6 +84,32 @@ class ResourceSet(Mapping[str, Resource]):
         self._names: frozenset[str] | None = None
         self._versions: Mapping[str, str] | None = None
         self._size: int | None = None
+
+    @classmethod
+    def derive(
+        cls, base: ResourceSet, changed: Iterable[Resource], removed: Iterable[str] = ()
+    ) -> ResourceSet:
+        """`base` with `changed` added or replaced and `removed` taken out.
+
+        For a set that is a shared one plus a few extras (a node's clusters: the mesh's plus its own HBONE
+        ones): one dict copy at C speed instead of a Python pass over every resource, and a version derived
+        from the base's plus the extras (deterministic, so replicas deriving the same way agree).
+        """
+        by_name = dict(base._by_name)
+        extras = sorted(changed, key=lambda r: r.name)
+        gone = sorted(name for name in removed if name in by_name)
+        grew = False
+        for resource in extras:
+            grew = grew or resource.name not in by_name
+            by_name[resource.name] = resource
+        for name in gone:
+            del by_name[name]
+        made = cls.__new__(cls)
+        version = _digest(
+            [("", base.version), *((r.name, r.version) for r in extras), *((n, "") for n in gone)]
+        )
+        made._init(dict(sorted(by_name.items())) if grew else by_name, version=version)
+        return made
 
     def __getitem__(self, name: str) -> Resource:
         return self._by_name[name]

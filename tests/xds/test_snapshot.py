@@ -74,3 +74,21 @@ def test_consistency_is_checked_against_each_target_set() -> None:
     # A verified pair is remembered, but a different endpoint set is checked afresh.
     with pytest.raises(InconsistentSnapshotError, match="'a'"):
         Snapshot.from_sets({t.CLUSTER: clusters, t.ENDPOINT: ResourceSet()}).check_consistency()
+
+
+def test_a_derived_set_holds_the_base_plus_its_extras() -> None:
+    pool = ResourcePool()
+    base = ResourceSet([pool.intern(b.eds_cluster(n)) for n in ("a", "b", "c")])
+    extra = pool.intern(b.eds_cluster("z-node-only"))
+    replaced = pool.intern(b.eds_cluster("b", timeout_s=7))
+    derived = ResourceSet.derive(base, [extra, replaced], ["c"])
+    fresh = ResourceSet([base["a"], replaced, extra])
+    assert list(derived) == list(fresh) == ["a", "b", "z-node-only"]
+    assert all(derived[n] is fresh[n] for n in fresh)
+    assert derived.size == fresh.size
+    assert derived.versions == fresh.versions
+    # Deterministic (replicas deriving the same way agree) and content-sensitive.
+    assert derived.version == ResourceSet.derive(base, [replaced, extra], ["c"]).version
+    assert derived.version != ResourceSet.derive(base, [extra], ["c"]).version
+    assert derived.changes_since(base).changed == ("b", "z-node-only")
+    assert derived.changes_since(base).removed == ("c",)
