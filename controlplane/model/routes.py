@@ -180,14 +180,15 @@ GRPCRouteFilter = HeaderModifierFilter | RequestMirrorFilter | ExtensionRefFilte
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BackendRef:
+class _Backend:
+    """What HTTPRoute and GRPCRoute backendRefs share; they differ only in the filters they allow."""
+
     group: str = CORE_GROUP
     kind: str = "Service"
     namespace: str
     name: str
     port: int | None = None
     weight: int = 1
-    filters: tuple[HTTPRouteFilter, ...] = ()
 
     @property
     def service_ref(self) -> ObjectRef | None:
@@ -195,6 +196,11 @@ class BackendRef:
         if self.group == CORE_GROUP and self.kind == "Service":
             return ObjectRef.service(self.namespace, self.name)
         return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendRef(_Backend):
+    filters: tuple[HTTPRouteFilter, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,20 +263,8 @@ class GRPCRouteMatch:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class GRPCBackendRef:
-    group: str = CORE_GROUP
-    kind: str = "Service"
-    namespace: str
-    name: str
-    port: int | None = None
-    weight: int = 1
+class GRPCBackendRef(_Backend):
     filters: tuple[GRPCRouteFilter, ...] = ()
-
-    @property
-    def service_ref(self) -> ObjectRef | None:
-        if self.group == CORE_GROUP and self.kind == "Service":
-            return ObjectRef.service(self.namespace, self.name)
-        return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -24,14 +24,10 @@ import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
 from controlplane.xds import typeurls
-from controlplane.xds.cache import SnapshotSource
-from controlplane.xds.metrics import XdsMetrics
 from controlplane.xds.resource import Resource
 from controlplane.xds.snapshot import ResourceSet, Snapshot
 from controlplane.xds.status import Variant
 from controlplane.xds.stream import (
-    Nonces,
-    OpenStatus,
     Push,
     StreamBase,
     StreamEnv,
@@ -85,22 +81,8 @@ def _names_fingerprint(request: Any) -> tuple[int, int]:
     return len(encoded), hash(encoded)
 
 
-class SotwStream(StreamBase, StreamMachine):
+class SotwStream(StreamBase[_TypeState], StreamMachine):
     variant = Variant.SOTW
-
-    def __init__(
-        self,
-        snapshots: SnapshotSource,
-        *,
-        max_names: int = 10_000,
-        open_status: OpenStatus | None = None,
-        nonces: Nonces | None = None,
-        metrics: XdsMetrics | None = None,
-    ) -> None:
-        super().__init__(
-            snapshots, max_names=max_names, open_status=open_status, nonces=nonces, metrics=metrics
-        )
-        self._types: dict[str, _TypeState] = {}
 
     def on_request(self, request: Any) -> list[Push]:
         type_url = str(request.type_url)

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 
@@ -23,6 +23,8 @@ from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.status import ProxyStatusRegistry, StreamStatus, Variant
 
 logger = logging.getLogger(__name__)
+
+S = TypeVar("S")
 
 # The stubs lack grpc.aio.EOF: what context.read() returns once the client half-closes.
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
@@ -79,9 +81,9 @@ class StreamMachine(Protocol):
     def on_snapshot(self, snapshot: Snapshot) -> list[Push]: ...
 
 
-class StreamBase:
+class StreamBase(Generic[S]):
     """What every ADS stream keeps whatever its variant: the node (named by the first request), the newest
-    snapshot it answers from, and its status record."""
+    snapshot it answers from, its status record, and its per-type state `S`."""
 
     def __init__(
         self,
@@ -100,6 +102,7 @@ class StreamBase:
         self.node_id: str | None = None
         self.snapshot: Snapshot | None = None
         self.status: StreamStatus | None = None
+        self._types: dict[str, S] = {}
 
     def _refresh(self, request: Any) -> bool:
         """Identify the node on the first request, then move to the node's newest snapshot; True when that
