@@ -21,6 +21,7 @@ from controlplane.model.endpoints import EndpointSlice
 from controlplane.model.frozenmap import matches_selector
 from controlplane.model.namespace import MESH_DISABLED, MESH_ENABLED, MESH_LABEL
 from controlplane.model.peerauth import MtlsMode
+from controlplane.model.plaintext import authorize_plaintext
 from controlplane.model.refs import Kind, ObjectRef
 from controlplane.model.routes import Route
 from controlplane.model.security import (
@@ -242,11 +243,17 @@ def _authorization(policies: WorkloadPolicies, root_namespace: str) -> Document:
             for p in found
         ]
 
+    # Plaintext passes no Envoy: where the policies could not admit it, the node refuses it like STRICT.
+    plaintext = authorize_plaintext(policies)
     return {
         "deny": entries(policies.deny),
         "allow": entries(policies.allow),
         "audit": entries(policies.audit),
         "default_deny": policies.default_deny,
+        "plaintext": {
+            "refused": plaintext.refused,
+            "ports": [{"port": port, "refused": refused} for port, refused in plaintext.ports],
+        },
     }
 
 

@@ -62,8 +62,8 @@ async def serve(directory: Path) -> int:
             await prepare(mesh, kubectl)
             # The story's end state: the route with its header rule, the policies, STRICT in shop.
             await kubectl.apply("2-3-reviews-route", [reviews_route(header_route=True)])
-            await kubectl.apply("4-authorization", reviews_authorization())
-            await kubectl.apply("5-strict-mtls", [strict_mtls()])
+            await kubectl.apply("4-strict-mtls", [strict_mtls()])
+            await kubectl.apply("5-authorization", reviews_authorization())
             await mesh.wait_synced()
             state = _state(mesh, workdir, kubectl.manifest_dir)
             write_atomically(directory / STATE_FILE, state.to_json())

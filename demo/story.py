@@ -283,7 +283,7 @@ class AuthorizationResult:
 
 
 async def authorization(ctx: DemoContext) -> AuthorizationResult:
-    applied = await ctx.kubectl.apply("4-authorization", reviews_authorization())
+    applied = await ctx.kubectl.apply("5-authorization", reviews_authorization())
     await ctx.mesh.wait_synced()
     url = ctx.app.url("reviews")
     frontend, batch = await asyncio.gather(
@@ -371,7 +371,7 @@ async def strict(ctx: DemoContext) -> StrictMtlsResult:
     target = f"{reviews.ip}:{spec('reviews-v1').port}"
     url = f"http://{target}/"
     (before,) = await send(ctx.mesh, outsider, url, 1, per_request=2.0)
-    applied = await ctx.kubectl.apply("5-strict-mtls", [strict_mtls()])
+    applied = await ctx.kubectl.apply("4-strict-mtls", [strict_mtls()])
     await ctx.mesh.wait_synced()
     (after,) = await send(ctx.mesh, outsider, url, 1, per_request=2.0)
     meshed = await send(ctx.mesh, ctx.app.pod("frontend"), ctx.app.url("reviews"), ctx.authz_requests)
@@ -397,6 +397,8 @@ STEPS: Final[tuple[Step, ...]] = (
     Step(key="baseline", title="baseline: frontend -> reviews, frontend -> ratings-db", run=baseline),
     Step(key="split", title="HTTPRoute: split reviews 80/20 between v1 and v2", run=split),
     Step(key="header", title="header route: x-user: tester -> v2", run=header_route),
-    Step(key="authz", title="AuthorizationPolicy: deny batch, allow frontend", run=authorization),
+    # STRICT first: once an ALLOW policy selects reviews, plaintext to it is refused anyway (an
+    # identity-less caller cannot be authorized), so STRICT would have nothing left to show.
     Step(key="strict", title="PeerAuthentication: STRICT mTLS in shop", run=strict),
+    Step(key="authz", title="AuthorizationPolicy: deny batch, allow frontend", run=authorization),
 )

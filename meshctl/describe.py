@@ -127,6 +127,8 @@ def _policies(document: Document, painter: Painter) -> list[str]:
         lines.append("  no policy selects it: every caller is allowed")
     elif authz.get("default_deny"):
         lines.append("  default deny: a request no ALLOW policy allows is refused")
+    if line := _plaintext(authz.get("plaintext") or {}):
+        lines.append(line)
     lines.append("mTLS:")
     mtls = document.get("mtls", {})
     decisions = [("workload", mtls.get("workload"))] + [
@@ -138,6 +140,20 @@ def _policies(document: Document, painter: Painter) -> list[str]:
         by = f" by {decision['policy']}" if decision.get("policy") else ""
         lines.append(f"  {label:<12} {decision['mode']:<10} ({decision['level'].lower()}{by})")
     return lines
+
+
+def _plaintext(plaintext: Document) -> str:
+    """Where the policies make the node refuse plaintext (they cannot be checked on it): "" for nowhere."""
+    ports = plaintext.get("ports", [])
+    if plaintext.get("refused"):
+        admitted = [str(p["port"]) for p in ports if not p.get("refused")]
+        where = f"every port but {_list(admitted)}" if admitted else "every port"
+    else:
+        refused = [str(p["port"]) for p in ports if p.get("refused")]
+        if not refused:
+            return ""
+        where = f"port {_list(refused)}"
+    return f"  plaintext refused on {where} (no identity to authorize: only mTLS callers are let in)"
 
 
 def _sync(document: Document, painter: Painter, now: float) -> list[str]:

@@ -20,6 +20,8 @@ Istio's semantics, which users know:
 - Principals and namespaces come from the caller's mTLS identity: a plaintext caller has neither, so a
   `principals`/`namespaces` entry (even `*`) never matches it and every `notPrincipals`/`notNamespaces`
   entry does. `principals: ["*"]` therefore means "any authenticated caller".
+- Plaintext from outside the mesh passes no Envoy, so no RBAC checks it: where a workload's policies could
+  not admit such a caller, the node refuses its plaintext in the kernel, like STRICT (see `plaintext.py`).
 - A policy the converter rejects is kept as a fail-closed stand-in (`rejected=True`) for the scope it
   names (or its whole namespace when that scope cannot be read): a rejected ALLOW policy allows nothing
   (its scope is then default-deny, except what valid ALLOW policies allow), a rejected DENY policy (or one
@@ -31,6 +33,7 @@ Istio's semantics, which users know:
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -184,6 +187,21 @@ class AuthorizationRule:
     def has_l7(self) -> bool:
         """Uses a field only HTTP traffic has (so it fails closed on TCP)."""
         return any(o.has_l7 for o in self.operations) or any(c.key.l7 for c in self.conditions)
+
+    @property
+    def uses_source_ip(self) -> bool:
+        """Names the caller's address (ipBlocks, notIpBlocks, a source.ip condition)."""
+        return any(s.ip_blocks or s.not_ip_blocks for s in self.sources) or any(
+            c.key is ConditionKey.SOURCE_IP for c in self.conditions
+        )
+
+    def without_source_ip(self) -> AuthorizationRule:
+        """The rule with its address fields dropped: it matches more callers."""
+        return AuthorizationRule(
+            sources=tuple(dataclasses.replace(s, ip_blocks=(), not_ip_blocks=()) for s in self.sources),
+            operations=self.operations,
+            conditions=tuple(c for c in self.conditions if c.key is not ConditionKey.SOURCE_IP),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

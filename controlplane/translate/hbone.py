@@ -165,8 +165,10 @@ def _exact_tree(
 
 
 def _format(text: str) -> substitution_format_string_pb2.SubstitutionFormatString:
+    # A missing value formats as "" rather than "-", so `skip_if_empty` leaves the state alone: in
+    # `hbone_originate` a pod-IP connection brings its SNI and SAN along as filter state instead of metadata.
     return substitution_format_string_pb2.SubstitutionFormatString(
-        text_format_source=base_pb2.DataSource(inline_string=text)
+        text_format_source=base_pb2.DataSource(inline_string=text), omit_empty_values=True
     )
 
 

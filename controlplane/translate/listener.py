@@ -9,7 +9,9 @@ address travel as filter state that the original_dst listener filter restores th
     outbound_consumer|<ns> (internal, per consumer namespace): dst ip -> dst port -> that namespace's
         consumer-route chains; anything else -> `outbound_services`
     outbound_services (internal, one for the mesh): dst ip -> dst port -> the Service port's chain (GAMMA
-        binds by ClusterIP:port); anything else -> passthrough to the original destination
+        binds by ClusterIP:port); anything else -> `outbound_pods`
+    outbound_pods (internal, one for the mesh, controlplane.translate.pods): a meshed pod's IP -> HBONE to
+        its node as the caller; anything else -> passthrough to the original destination
 
 So the big part (one chain per Service port) is one resource, identical on every node, and a node's own
 listener is O(local clients of consumer namespaces): config grows with services + nodes, not their product.
@@ -72,7 +74,7 @@ def _stat_prefix(chain: str) -> str:
     return chain.replace("/", "_").replace(":", "_").replace("@", "_from_")
 
 
-def _filter(name: str, config: object) -> listener_components_pb2.Filter:
+def filter_of(name: str, config: object) -> listener_components_pb2.Filter:
     return listener_components_pb2.Filter(name=name, typed_config=pack(config))  # type: ignore[arg-type]
 
 
@@ -88,14 +90,14 @@ def build_http_chain(chain: str, route_config: str) -> listener_components_pb2.F
         ],
     )
     return listener_components_pb2.FilterChain(
-        name=chain, filters=[source_address_filter(), _filter(naming.HCM_FILTER, hcm)]
+        name=chain, filters=[source_address_filter(), filter_of(naming.HCM_FILTER, hcm)]
     )
 
 
 def build_tcp_chain(chain: str, cluster: str) -> listener_components_pb2.FilterChain:
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=_stat_prefix(chain), cluster=cluster)
     return listener_components_pb2.FilterChain(
-        name=chain, filters=[source_address_filter(), _filter(naming.TCP_PROXY_FILTER, proxy)]
+        name=chain, filters=[source_address_filter(), filter_of(naming.TCP_PROXY_FILTER, proxy)]
     )
 
 
@@ -103,11 +105,11 @@ def build_passthrough_chain() -> listener_components_pb2.FilterChain:
     """Anything but a Service: to the original destination, as it was addressed."""
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=naming.PASSTHROUGH, cluster=naming.PASSTHROUGH)
     return listener_components_pb2.FilterChain(
-        name=naming.PASSTHROUGH, filters=[_filter(naming.TCP_PROXY_FILTER, proxy)]
+        name=naming.PASSTHROUGH, filters=[filter_of(naming.TCP_PROXY_FILTER, proxy)]
     )
 
 
-def _action(chain: str) -> matcher_pb2.Matcher.OnMatch:
+def action(chain: str) -> matcher_pb2.Matcher.OnMatch:
     return matcher_pb2.Matcher.OnMatch(
         action=extension_pb2.TypedExtensionConfig(
             name=chain, typed_config=pack(wrappers_pb2.StringValue(value=chain))
@@ -119,7 +121,7 @@ def _input(name: str, message: object) -> extension_pb2.TypedExtensionConfig:
     return extension_pb2.TypedExtensionConfig(name=name, typed_config=pack(message))  # type: ignore[arg-type]
 
 
-def _dst_ip() -> extension_pb2.TypedExtensionConfig:
+def destination_ip_input() -> extension_pb2.TypedExtensionConfig:
     return _input("destination-ip", network_inputs_pb2.DestinationIPInput())
 
 
@@ -141,12 +143,12 @@ def destination_tree(targets: Sequence[ChainTarget]) -> matcher_pb2.Matcher:
     if not by_ip:
         # Envoy rejects a tree without a map: with no destinations, no matcher at all (the default chain).
         return tree
-    tree.matcher_tree.input.CopyFrom(_dst_ip())
+    tree.matcher_tree.input.CopyFrom(destination_ip_input())
     for ip in sorted(by_ip):
         ports = matcher_pb2.Matcher()
         ports.matcher_tree.input.CopyFrom(_dst_port())
         for port in sorted(by_ip[ip]):
-            ports.matcher_tree.exact_match_map.map[str(port)].CopyFrom(_action(by_ip[ip][port]))
+            ports.matcher_tree.exact_match_map.map[str(port)].CopyFrom(action(by_ip[ip][port]))
         tree.matcher_tree.exact_match_map.map[ip].matcher.CopyFrom(ports)
     return tree
 
@@ -160,25 +162,33 @@ def build_services_listener(
     listener = listener_pb2.Listener(
         name=naming.OUTBOUND_SERVICES,
         internal_listener=listener_pb2.Listener.InternalListenerConfig(),
-        listener_filters=[
-            listener_components_pb2.ListenerFilter(
-                name=naming.ORIGINAL_DST_FILTER, typed_config=pack(original_dst_pb2.OriginalDst())
-            )
-        ],
+        listener_filters=[original_dst_listener_filter()],
         filter_chains=chains,
-        default_filter_chain=build_passthrough_chain(),
+        # Not a Service port: perhaps a meshed pod's own IP (`outbound_pods` tunnels those), else passthrough.
+        default_filter_chain=build_handoff_chain(naming.OUTBOUND_PODS),
     )
     if tree.ByteSize():
         listener.filter_chain_matcher.CopyFrom(tree)
     return listener
 
 
+def format_string(text: str) -> substitution_format_string_pb2.SubstitutionFormatString:
+    return substitution_format_string_pb2.SubstitutionFormatString(
+        text_format_source=base_pb2.DataSource(inline_string=text)
+    )
+
+
+def original_dst_listener_filter() -> listener_components_pb2.ListenerFilter:
+    """Restores, on an internal listener, the addresses a handoff passed along (filter state, metadata)."""
+    return listener_components_pb2.ListenerFilter(
+        name=naming.ORIGINAL_DST_FILTER, typed_config=pack(original_dst_pb2.OriginalDst())
+    )
+
+
 def _address_state(key: str, text: str) -> value_pb2.FilterStateValue:
     return value_pb2.FilterStateValue(
         object_key=key,
-        format_string=substitution_format_string_pb2.SubstitutionFormatString(
-            text_format_source=base_pb2.DataSource(inline_string=text)
-        ),
+        format_string=format_string(text),
         read_only=True,
         shared_with_upstream=value_pb2.FilterStateValue.ONCE,
     )
@@ -197,7 +207,10 @@ def build_handoff_chain(target: str) -> listener_components_pb2.FilterChain:
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=naming.stat_prefix(target), cluster=target)
     return listener_components_pb2.FilterChain(
         name=target,
-        filters=[_filter(naming.SET_FILTER_STATE_NETWORK, state), _filter(naming.TCP_PROXY_FILTER, proxy)],
+        filters=[
+            filter_of(naming.SET_FILTER_STATE_NETWORK, state),
+            filter_of(naming.TCP_PROXY_FILTER, proxy),
+        ],
     )
 
 
@@ -241,11 +254,7 @@ def build_consumer_listener(
     listener = listener_pb2.Listener(
         name=naming.outbound_consumer(namespace),
         internal_listener=listener_pb2.Listener.InternalListenerConfig(),
-        listener_filters=[
-            listener_components_pb2.ListenerFilter(
-                name=naming.ORIGINAL_DST_FILTER, typed_config=pack(original_dst_pb2.OriginalDst())
-            )
-        ],
+        listener_filters=[original_dst_listener_filter()],
         filter_chains=chains,
         default_filter_chain=build_handoff_chain(naming.OUTBOUND_SERVICES),
     )
@@ -267,11 +276,7 @@ def build_outbound_listener(
         address=address_pb2.Address(
             socket_address=address_pb2.SocketAddress(address=address, port_value=port)
         ),
-        listener_filters=[
-            listener_components_pb2.ListenerFilter(
-                name=naming.ORIGINAL_DST_FILTER, typed_config=pack(original_dst_pb2.OriginalDst())
-            )
-        ],
+        listener_filters=[original_dst_listener_filter()],
         filter_chains=[build_handoff_chain(naming.outbound_consumer(c.namespace)) for c in used],
         default_filter_chain=build_handoff_chain(naming.OUTBOUND_SERVICES),
     )
@@ -280,5 +285,5 @@ def build_outbound_listener(
         tree.input.CopyFrom(_src_ip())
         for selector in used:
             for ip in selector.source_ips:
-                tree.exact_match_map.map[ip].CopyFrom(_action(naming.outbound_consumer(selector.namespace)))
+                tree.exact_match_map.map[ip].CopyFrom(action(naming.outbound_consumer(selector.namespace)))
     return listener

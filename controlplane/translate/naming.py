@@ -15,6 +15,15 @@ OUTBOUND_LISTENER: Final = "outbound"
 OUTBOUND_SERVICES: Final = "outbound_services"
 
 
+# The internal listener (and cluster into it) that tunnels connections to meshed pods' own IPs.
+OUTBOUND_PODS: Final = "outbound_pods"
+
+
+def pods_chain(node_ip: str, hbone_port: int, namespace: str, service_account: str) -> str:
+    """The `outbound_pods` chain of the meshed pods of one identity on one node."""
+    return f"pods|{node_ip}:{hbone_port}|{namespace}/{service_account}"
+
+
 def outbound_consumer(namespace: str) -> str:
     """The internal listener (and cluster into it) with one consumer namespace's consumer-route chains."""
     return f"outbound_consumer|{namespace}"

@@ -12,7 +12,8 @@ from typing import Final
 
 from controlplane.model.frozenmap import matches_selector
 from controlplane.model.peerauth import MtlsMode
-from controlplane.model.security import effective_mtls
+from controlplane.model.plaintext import authorize_plaintext
+from controlplane.model.security import effective_mtls, policies_for
 from controlplane.model.service import Protocol, Service
 from controlplane.model.snapshot import MeshSnapshot
 from controlplane.model.workload import Workload
@@ -28,25 +29,38 @@ _PLAN_MODES: Final = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkloadMtls:
-    """A workload's inbound mTLS as the agent enforces it: its own mode, and the ports whose mode differs."""
+    """A workload's inbound mTLS as the agent enforces it: its own mode, and the ports whose mode differs.
+
+    STRICT here means "plaintext that did not come through the node Envoy is refused": what
+    PeerAuthentication asks for, and also what the workload's AuthorizationPolicies need where they could
+    not admit an unauthenticated plaintext caller (`controlplane.model.plaintext`), since such a caller
+    passes no Envoy that could check them."""
 
     mode: MtlsMode
     ports: tuple[tuple[int, MtlsMode], ...] = ()
 
 
 def workload_mtls(mesh: MeshSnapshot, workload: Workload, root_namespace: str) -> WorkloadMtls:
-    """`effective_mtls` for the workload and for every port a PeerAuthentication selecting it names (only
-    those can differ from the workload's own mode)."""
-    own = effective_mtls(mesh, workload, None, root_namespace=root_namespace).mode
-    named: set[int] = set()
+    """`effective_mtls` for the workload and for every port a PeerAuthentication selecting it names, made
+    STRICT wherever its authorization refuses plaintext (the ports its policies name, or all of them).
+    Only named ports can differ from the workload's own mode."""
+    plaintext = authorize_plaintext(policies_for(mesh, workload, root_namespace=root_namespace))
+
+    def mode(port: int | None) -> MtlsMode:
+        if plaintext.refuses(port):
+            return MtlsMode.STRICT
+        return effective_mtls(mesh, workload, port, root_namespace=root_namespace).mode
+
+    own = mode(None)
+    named = {port for port, _ in plaintext.ports}
     for policy in mesh.peer_authentications_in(workload.namespace):
         if policy.selector is not None and matches_selector(policy.selector, workload.labels):
             named.update(policy.port_modes)
     ports = []
     for port in sorted(named):
-        mode = effective_mtls(mesh, workload, port, root_namespace=root_namespace).mode
-        if mode is not own:
-            ports.append((port, mode))
+        port_mode = mode(port)
+        if port_mode is not own:
+            ports.append((port, port_mode))
     return WorkloadMtls(mode=own, ports=tuple(ports))
 
 

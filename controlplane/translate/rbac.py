@@ -21,7 +21,6 @@ connected, so a server that speaks first would greet a denied caller. There the 
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -235,20 +234,6 @@ def _condition(
             permissions.append(_not_rule(_or_rules(rules)) if negate else _or_rules(rules))
 
 
-def uses_source_ip(rule: AuthorizationRule) -> bool:
-    return any(s.ip_blocks or s.not_ip_blocks for s in rule.sources) or any(
-        c.key is ConditionKey.SOURCE_IP for c in rule.conditions
-    )
-
-
-def _without_source_ip(rule: AuthorizationRule) -> AuthorizationRule:
-    return AuthorizationRule(
-        sources=tuple(dataclasses.replace(s, ip_blocks=(), not_ip_blocks=()) for s in rule.sources),
-        operations=rule.operations,
-        conditions=tuple(c for c in rule.conditions if c.key is not ConditionKey.SOURCE_IP),
-    )
-
-
 def _rule(
     rule: AuthorizationRule, action: AuthorizationAction, *, http: bool, authority: bool
 ) -> rbac_pb2.Policy | None:
@@ -258,10 +243,10 @@ def _rule(
     fail closed like L7 on TCP: an ALLOW rule with them matches nothing, a DENY rule drops them."""
     if not http and rule.has_l7 and action is AuthorizationAction.ALLOW:
         return None
-    if uses_source_ip(rule):
+    if rule.uses_source_ip:
         if action is AuthorizationAction.ALLOW:
             return None
-        rule = _without_source_ip(rule)
+        rule = rule.without_source_ip()
     principals: list[Principal] = []
     permissions: list[Permission] = []
     if rule.sources:

@@ -66,6 +66,7 @@ from controlplane.translate.plan import (
     build_workload,
     workload_mtls,
 )
+from controlplane.translate.pods import PodTunnel, build_pods_listener
 from controlplane.translate.policies import EffectivePolicy, effective_policy, target_diagnostics
 from controlplane.translate.routing import RouteInputs, build_route_config
 from controlplane.translate.settings import TranslateSettings
@@ -302,6 +303,10 @@ def _same_node_config(a: NodeConfig, b: NodeConfig) -> bool:
     )
 
 
+def _same_plans(a: PMap[str, plan_pb2.Workload], b: PMap[str, plan_pb2.Workload]) -> bool:
+    return len(a) == len(b) and all(a.get(uid) is message for uid, message in b.items())
+
+
 def _same_objects(a: Iterable[object], b: Iterable[object]) -> bool:
     a, b = tuple(a), tuple(b)
     return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
@@ -318,6 +323,7 @@ def _same_node_inputs(a: MeshConfig, b: MeshConfig) -> bool:
         a.outbound is b.outbound
         and a.consumer_chains is b.consumer_chains
         and a.route_configs is b.route_configs
+        and a.pods is b.pods
         and a.diagnostics is b.diagnostics
     )
 
@@ -329,6 +335,7 @@ def _same_mesh_config(a: MeshConfig, b: MeshConfig) -> bool:
         and a.route_configs is b.route_configs
         and a.consumer_chains is b.consumer_chains
         and a.outbound is b.outbound
+        and a.pods is b.pods
         and a.service_vips is b.service_vips
         and a.diagnostics is b.diagnostics
     )
@@ -344,8 +351,10 @@ class Translator:
         self.settings = settings or TranslateSettings()
         self.builds: Counter[BuildKind] = Counter()
         self._passthrough = build_passthrough_cluster(self.settings)
-        self._handoff = build_handoff_cluster(
-            naming.OUTBOUND_SERVICES, duration(self.settings.connect_timeout)
+        # The ways into the internal listeners every node has (never rebuilt).
+        self._handoffs = tuple(
+            build_handoff_cluster(name, duration(self.settings.connect_timeout))
+            for name in (naming.OUTBOUND_SERVICES, naming.OUTBOUND_PODS, naming.HBONE_ORIGINATE_LISTENER)
         )
         self._reset()
 
@@ -368,6 +377,8 @@ class Translator:
         self._service_ips: dict[ObjectRef, frozenset[str]] = {}
         self._services_by_ip: dict[str, set[ObjectRef]] = {}
         self._template: tuple[OutboundParts, listener_pb2.Listener] | None = None
+        # `outbound_pods`, the snapshot maps it was read from (by identity), and the pods it holds.
+        self._pods: tuple[_NodeSources, tuple[PodTunnel, ...], listener_pb2.Listener] | None = None
         # Per consumer namespace: its `outbound_consumer|<ns>` and the chains tuple it was built from.
         self._consumer_listeners: dict[str, tuple[tuple[ConsumerChain, ...], listener_pb2.Listener]] = {}
 
@@ -406,7 +417,8 @@ class Translator:
         empty: PMap[str, cluster_pb2.Cluster] = PMap()
         if previous is None:
             empty = empty.set(naming.PASSTHROUGH, self._passthrough)
-            empty = empty.set(naming.OUTBOUND_SERVICES, self._handoff)
+            for handoff in self._handoffs:
+                empty = empty.set(str(handoff.name), handoff)
             for c in mesh_clusters(self.settings):
                 empty = empty.set(str(c.name), c)
         clusters = _MapEdits(previous.clusters if previous is not None else empty)
@@ -487,6 +499,7 @@ class Translator:
             route_configs=route_configs.result(),
             consumer_chains=consumer_chains,
             outbound=outbound,
+            pods=self._pods_listener(mesh),
             service_vips=vips.result(),
             diagnostics=diagnostics,
         )
@@ -511,6 +524,22 @@ class Translator:
                     if ns is not None:
                         ips.update(chain.from_iterable(w.ips for w in mesh.workloads_in(ns.name)))
         return frozenset(chain.from_iterable(self._services_by_ip.get(ip, ()) for ip in ips))
+
+    def _pods_listener(self, mesh: MeshSnapshot) -> listener_pb2.Listener:
+        """`outbound_pods`: rebuilt only when a node, pod or enrollment changed, and then the previous object
+        again if no meshed pod's IP, node or identity did."""
+        sources = _NodeSources.of(mesh)
+        if self._pods is not None and self._pods[0].same(sources):
+            return self._pods[2]
+        ips = sorted({ip for w in mesh.workloads.values() for ip in w.ips})
+        pods = tuple(PodTunnel(ip=ip, tunnel=tunnel) for ip, tunnel in self._tunnels(mesh, frozenset(ips)))
+        if self._pods is not None and self._pods[1] == pods:
+            listener = self._pods[2]
+        else:
+            listener = build_pods_listener(pods)
+            self.builds[BuildKind.LISTENER] += 1
+        self._pods = (sources, pods, listener)
+        return listener
 
     def _index_addresses(self, ref: ObjectRef, addresses: frozenset[str]) -> None:
         old = self._service_ips.get(ref, frozenset())
@@ -900,13 +929,19 @@ class Translator:
         consumer_chains = tuple(chain.from_iterable(consumer_parts))
         node_listener = self._listener(state, address, config.outbound, tuple(selectors), consumer_parts)
         hbone = self._hbone(state, mesh, address, workloads)
-        if state is not None and state.listener is node_listener and state.hbone is hbone:
+        if (
+            state is not None
+            and state.listener is node_listener
+            and state.hbone is hbone
+            and state.mesh_config.pods is config.pods
+        ):
             listeners = state.listeners
         else:
             listeners = (
                 PMap[str, listener_pb2.Listener]()
                 .set(naming.OUTBOUND_LISTENER, node_listener.listener)
                 .set(naming.OUTBOUND_SERVICES, node_listener.services)
+                .set(naming.OUTBOUND_PODS, config.pods)
             )
             for shared in node_listener.consumers:
                 listeners = listeners.set(str(shared.name), shared)
@@ -930,11 +965,15 @@ class Translator:
         if (
             state is not None
             and _same_objects(state.workloads, workloads)
-            and state.security[2] is mesh.peer_authentications
+            # A plan's inbound enforcement reads PeerAuthentications, and AuthorizationPolicies and Services
+            # too (which ports may take plaintext): any of them may change it.
+            and all(a is b for a, b in zip(state.security, security, strict=True))
         ):
             plans, plan_builds = state.plans, state.plan_builds
         else:
             plans, plan_builds = self._plans(mesh, workloads, state.plan_builds if state is not None else {})
+            if state is not None and _same_plans(state.plans, plans):
+                plans = state.plans  # e.g. a policy for pods elsewhere: this node's plans are the same
 
         if state is not None and state.node_settings.envoy_address == address:
             node_settings = state.node_settings

@@ -255,6 +255,8 @@ def test_traffic_and_authorization_policies() -> None:
             }
         ],
         "default_deny": True,
+        # Denied on every port (deny-web has a rule with no fields), so refused in plaintext everywhere.
+        "plaintext": {"refused": True, "ports": []},
     }
 
 

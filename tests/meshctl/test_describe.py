@@ -7,7 +7,14 @@ import re
 from typing import Any
 
 from controlplane.inspect import describe_pod
-from controlplane.model.authz import AuthorizationAction, AuthorizationPolicy, AuthorizationRule
+from controlplane.model.authz import (
+    AuthorizationAction,
+    AuthorizationPolicy,
+    AuthorizationRule,
+    Operation,
+    Source,
+    StringMatch,
+)
 from controlplane.model.diagnostics import Diagnostic, Reason, Severity
 from controlplane.model.frozenmap import FrozenMap
 from controlplane.model.peerauth import MtlsMode, PeerAuthentication
@@ -116,6 +123,7 @@ def test_sections_of_a_meshed_pod() -> None:
         "  as Service/shop/reviews: HTTPRoute/shop/reviews, HTTPRoute/web/reviews-from-web",
         "  on Service/shop/reviews: TrafficPolicy/shop/lb",
         "  DENY   AuthorizationPolicy/shop/deny-web (namespace) REJECTED: fails closed",
+        "  plaintext refused on every port (no identity to authorize: only mTLS callers are let in)",
         "  workload     STRICT     (namespace by PeerAuthentication/shop/strict)",
         "  port 8080    STRICT     (namespace by PeerAuthentication/shop/strict)",
         "Node sync (node-a):",
@@ -144,3 +152,41 @@ def test_a_pod_outside_the_mesh_and_without_live_state() -> None:
     text = describe.render(doc, Painter(enabled=False), now=NOW)
     assert "  no CA runs in this control plane" in text
     assert "  the pod is not scheduled" in text
+
+
+def _authorization_lines(*policies: AuthorizationPolicy) -> list[str]:
+    model = mesh(
+        namespace("shop"), node("node-a", "192.168.0.1"), pod("shop", "api", "node-a", "10.0.1.9"), *policies
+    )
+    found = describe_pod(model, "shop", "api")
+    assert found is not None
+    lines = describe.render(found, Painter(enabled=False), now=NOW).splitlines()
+    start = lines.index("Authorization:")
+    return lines[start + 1 : lines.index("mTLS:")]
+
+
+def test_where_authorization_refuses_plaintext() -> None:
+    def ap(name: str, action: AuthorizationAction, rule_: AuthorizationRule) -> AuthorizationPolicy:
+        return AuthorizationPolicy(namespace="shop", name=name, action=action, rules=(rule_,))
+
+    alice = AuthorizationRule(
+        sources=(Source(principals=(StringMatch.parse("cluster.local/ns/shop/sa/a"),)),)
+    )
+    on_8080 = AuthorizationRule(operations=(Operation(ports=(8080,)),))
+    on_9090 = AuthorizationRule(operations=(Operation(ports=(9090,)),))
+    allow, deny = AuthorizationAction.ALLOW, AuthorizationAction.DENY
+    note = " (no identity to authorize: only mTLS callers are let in)"
+
+    assert _authorization_lines() == ["  no policy selects it: every caller is allowed"]
+    assert _authorization_lines(ap("alice", allow, alice))[-1] == f"  plaintext refused on every port{note}"
+    assert _authorization_lines(ap("alice", allow, alice), ap("web", allow, on_8080))[-1] == (
+        f"  plaintext refused on every port but 8080{note}"
+    )
+    assert _authorization_lines(ap("admin", deny, on_9090)) == [
+        "  DENY   AuthorizationPolicy/shop/admin (namespace)",
+        f"  plaintext refused on port 9090{note}",
+    ]
+    # Denied to authenticated callers only: plaintext is not concerned.
+    assert _authorization_lines(ap("no-alice", deny, alice)) == [
+        "  DENY   AuthorizationPolicy/shop/no-alice (namespace)"
+    ]

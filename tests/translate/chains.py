@@ -18,6 +18,8 @@ _INPUTS = {
     network_inputs_pb2.SourceIPInput.DESCRIPTOR.full_name: "src_ip",
     network_inputs_pb2.DestinationIPInput.DESCRIPTOR.full_name: "dst_ip",
     network_inputs_pb2.DestinationPortInput.DESCRIPTOR.full_name: "dst_port",
+    # The only filter state a matcher reads: the client's IP (`hbone_originate` picks the identity by it).
+    network_inputs_pb2.FilterStateInput.DESCRIPTOR.full_name: "src_ip",
 }
 
 
@@ -76,7 +78,7 @@ def _handoff(
     name), or "" for a chain that does not."""
     found = [c for c in [*listener.filter_chains, listener.default_filter_chain] if c.name == chain]
     proxy = tcp_proxy_pb2.TcpProxy()
-    if not found or not found[0].filters[-1].typed_config.Unpack(proxy):
+    if not found or not found[0].filters or not found[0].filters[-1].typed_config.Unpack(proxy):
         return ""
     target = listeners.get(proxy.cluster)
     return proxy.cluster if target is not None and target.HasField("internal_listener") else ""

@@ -185,13 +185,15 @@ def test_authorization_reaches_only_the_node_of_the_selected_pods() -> None:
     second = {n: translator.translate_node(m3, n) for n in NODES}
     assert second["node-b"] is first["node-b"]
     changes = second["node-a"].changed_since(first["node-a"])
-    # postgres speaks TCP: its rules guard the CONNECT at 15008 and the stream behind it.
+    # postgres speaks TCP: its rules guard the CONNECT at 15008 and the stream behind it; and a rule that
+    # matches callers without an identity makes its plan refuse plaintext (the kernel's share of it).
     assert {k.value: sorted(c.changed) for k, c in changes.kinds.items()} == {
-        "listener": ["hbone_inbound", "inbound_tcp"]
+        "listener": ["hbone_inbound", "inbound_tcp"],
+        "workload": ["uid-db-postgres-0"],
     }
     delta = Counter(translator.builds)
     delta.subtract(before)
-    assert +delta == Counter({"hbone": 1})
+    assert +delta == Counter({"hbone": 1, "workload": 1})
 
 
 def test_a_pod_moving_to_another_node_retargets_its_tunnels() -> None:
@@ -221,7 +223,8 @@ def _size(services: int, identities: int) -> tuple[int, int, int]:
         sum(
             li.ByteSize()
             for li in listeners
-            if li.name not in (naming.OUTBOUND_LISTENER, naming.OUTBOUND_SERVICES)
+            # The shared outbound listeners grow with the mesh (Services, meshed pods), not with local pods.
+            if li.name not in (naming.OUTBOUND_LISTENER, naming.OUTBOUND_SERVICES, naming.OUTBOUND_PODS)
         ),
         sum(len(li.filter_chains) for li in listeners),
     )
@@ -296,7 +299,8 @@ def test_outbound_chains_key_upstream_pools_by_the_client_ip_alone() -> None:
             "object_key": "nodemesh.source_ip",
             "factory_key": "envoy.hashable_string",
             "format_string": {
-                "text_format_source": {"inline_string": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"}
+                "text_format_source": {"inline_string": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
+                "omit_empty_values": True,
             },
             "read_only": True,
             "skip_if_empty": True,

@@ -13,6 +13,7 @@ from controlplane.model.objects import Delete, MeshObject, Upsert
 from controlplane.model.routes import HTTPRoute
 from controlplane.model.service import Service
 from controlplane.model.snapshot import MeshSnapshot
+from controlplane.translate import naming
 from controlplane.translate.config import NodeConfig, ResourceKind
 from controlplane.translate.translator import BuildKind, Translator
 from tests.translate.builders import (
@@ -150,7 +151,7 @@ def test_deleted_service_removes_its_resources() -> None:
     }
 
 
-def test_new_pod_touches_only_its_node() -> None:
+def test_new_pod_touches_only_its_node_and_the_shared_pods_listener() -> None:
     translator = Translator()
     m = sample_mesh()
     first = _all(translator, m)
@@ -158,15 +159,17 @@ def test_new_pod_touches_only_its_node() -> None:
     second = _all(
         translator, m.apply(Upsert(obj=pod("db", "postgres-1", "node-b", "10.1.0.41", sa="postgres")))
     )
-    assert _delta(translator, before) == {"workload": 1, "hbone": 1}
-    assert second["node-a"] is first["node-a"]
+    # One `outbound_pods` for the mesh (its IP can now be dialled over HBONE), built once for every node.
+    assert _delta(translator, before) == {"workload": 1, "hbone": 1, "listener": 1}
+    assert _changes(second["node-a"], first["node-a"]) == {"listener": (["outbound_pods"], [])}
+    assert second["node-a"].listeners["outbound_pods"] is second["node-b"].listeners["outbound_pods"]
     # Its node learns it: its plan, its identity's originate cluster (new on the node), and the HBONE
     # listeners that know local pods (source IP -> identity, CONNECT authorities, its TCP authorization).
     # The HTTP pod listener is untouched: postgres declares no HTTP port.
     assert _changes(second["node-b"], first["node-b"]) == {
         "workload": (["uid-db-postgres-1"], []),
         "cluster": (["hbone|db|postgres"], []),
-        "listener": (["hbone_inbound", "hbone_originate", "inbound_tcp"], []),
+        "listener": (["hbone_inbound", "hbone_originate", "inbound_tcp", "outbound_pods"], []),
     }
 
 
@@ -253,7 +256,12 @@ def _consumer_mesh(services: int, workloads: int) -> MeshSnapshot:
 def test_listener_size_is_additive_in_services_and_local_workloads() -> None:
     def size(s: int, w: int) -> tuple[int, int, int]:
         config = Translator().translate_node(_consumer_mesh(s, w), "node-a")
-        listeners = [li for name, li in config.listeners.items() if name.startswith("outbound")]
+        # `outbound_pods` grows with the mesh's meshed pods, shared by nodes: test_pods covers it.
+        listeners = [
+            li
+            for name, li in config.listeners.items()
+            if name.startswith("outbound") and name != naming.OUTBOUND_PODS
+        ]
         return (
             # Every chain but the node listener's handoffs (one per local consumer namespace).
             sum(len(li.filter_chains) for li in listeners) - len(config.listeners["outbound"].filter_chains),

@@ -54,7 +54,7 @@ def test_listener_basics() -> None:
     assert services.name == naming.OUTBOUND_SERVICES
     assert services.HasField("internal_listener") and not services.HasField("address")
     assert [f.name for f in services.listener_filters] == [naming.ORIGINAL_DST_FILTER]
-    assert services.default_filter_chain.name == naming.PASSTHROUGH
+    assert services.default_filter_chain.name == naming.OUTBOUND_PODS
     names = [c.name for c in services.filter_chains]
     assert len(names) == len(set(names))
     assert action_names(services.filter_chain_matcher) <= set(names)
@@ -107,14 +107,17 @@ def test_outbound_services_is_one_object_for_every_node() -> None:
         ("10.1.0.20", "10.96.0.40", 5432, "db/postgres:5432"),
         ("10.1.0.20", "10.96.0.50", 9000, "web/frontend:9000"),
         ("10.1.0.20", "10.96.0.20", 9090, "shop/ratings:9090"),
-        # A ClusterIP on a port the Service does not have, a pod IP, anything else: passthrough.
+        # A ClusterIP on a port the Service does not have, a pod outside the mesh, anything else: passthrough.
         ("10.1.0.20", "10.96.0.10", 8080, naming.PASSTHROUGH),
-        ("10.1.0.20", "10.1.0.21", 8080, naming.PASSTHROUGH),
+        ("10.1.0.20", "10.1.0.50", 8080, naming.PASSTHROUGH),
         ("10.1.0.20", "192.0.2.1", 443, naming.PASSTHROUGH),
+        # A meshed pod's own IP, on any port: HBONE with the caller's identity (outbound_pods).
+        ("10.1.0.20", "10.1.0.21", 8080, "hbone|shop|reviews"),
+        ("10.1.0.20", "10.1.0.40", 1234, "hbone|shop|reviews"),
         # A client in web (consumer routes for shop/reviews) gets web's chain for that port only.
         ("10.1.0.10", "10.96.0.10", 80, "shop/reviews:80@web"),
         ("10.1.0.10", "10.96.0.11", 80, "shop/reviews-v1:80"),
-        ("10.1.0.10", "10.1.0.20", 8080, naming.PASSTHROUGH),
+        ("10.1.0.10", "10.1.0.20", 8080, "hbone|web|frontend"),
         # A pod calling a Service that selects itself goes through that Service's chain too.
         ("10.1.0.20", "10.96.0.11", 80, "shop/reviews-v1:80"),
     ],
@@ -169,7 +172,11 @@ def test_http_chain_uses_rds_and_tcp_chain_proxies_to_the_cluster() -> None:
     proxy = tcp_proxy_pb2.TcpProxy()
     assert tcp_filter.typed_config.Unpack(proxy)
     assert proxy.cluster == "db/postgres:5432"
-    (passthrough,) = _listener().default_filter_chain.filters
+    # No Service port: on to `outbound_pods` (meshed pod IPs), whose own default passes through.
+    _, handoff = _listener().default_filter_chain.filters
+    assert handoff.typed_config.Unpack(proxy)
+    assert proxy.cluster == naming.OUTBOUND_PODS
+    (passthrough,) = _listeners()[naming.OUTBOUND_PODS].default_filter_chain.filters
     assert passthrough.typed_config.Unpack(proxy)
     assert proxy.cluster == naming.PASSTHROUGH
 
@@ -178,9 +185,11 @@ def test_headless_service_gets_cluster_but_no_chain() -> None:
     m = mesh(namespace("shop"), node("n", "10.0.0.1"), service("shop", "db", None, tcp_port(5432)))
     config = translate_node(m, "n")
     assert sorted(config.clusters) == [
+        "hbone_originate",
         "inbound_http",
         "inbound_pod",
         "inbound_tcp",
+        "outbound_pods",
         "outbound_services",
         "passthrough",
         "shop/db:5432",
