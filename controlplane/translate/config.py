@@ -111,8 +111,9 @@ class MeshConfig:
     # A namespace's tuple stays the same object while its content is unchanged.
     consumer_chains: PMap[str, tuple[ConsumerChain, ...]]
     outbound: OutboundParts
-    # `outbound_pods`: the meshed pods' IPs and how to tunnel to each (the same listener on every node).
-    pods: listener_pb2.Listener
+    # `outbound_pods` and `outbound_pod_nodes`: the meshed pods' IPs and how to tunnel to each (the same
+    # listeners on every node).
+    pods: tuple[listener_pb2.Listener, ...]
     service_vips: PMap[str, plan_pb2.ServiceVip]
     diagnostics: tuple[Diagnostic, ...]
     # The last changed_since answer: every node asks the same question after a change.

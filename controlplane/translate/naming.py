@@ -15,13 +15,18 @@ OUTBOUND_LISTENER: Final = "outbound"
 OUTBOUND_SERVICES: Final = "outbound_services"
 
 
-# The internal listener (and cluster into it) that tunnels connections to meshed pods' own IPs.
+# The internal listeners (and clusters into them) that tunnel connections to meshed pods' own IPs:
+# by the pod's identity, then by its node (controlplane.translate.pods).
 OUTBOUND_PODS: Final = "outbound_pods"
+OUTBOUND_POD_NODES: Final = "outbound_pod_nodes"
 
 
-def pods_chain(node_ip: str, hbone_port: int, namespace: str, service_account: str) -> str:
-    """The `outbound_pods` chain of the meshed pods of one identity on one node."""
-    return f"pods|{node_ip}:{hbone_port}|{namespace}/{service_account}"
+def pods_identity_chain(namespace: str, service_account: str) -> str:
+    return f"pods|{namespace}/{service_account}"
+
+
+def pods_node_chain(node_ip: str, hbone_port: int) -> str:
+    return f"pods|{node_ip}:{hbone_port}"
 
 
 def outbound_consumer(namespace: str) -> str:

@@ -66,7 +66,7 @@ from controlplane.translate.plan import (
     build_workload,
     workload_mtls,
 )
-from controlplane.translate.pods import PodTunnel, build_pods_listener
+from controlplane.translate.pods import PodTunnel, build_pods_listeners
 from controlplane.translate.policies import EffectivePolicy, effective_policy, target_diagnostics
 from controlplane.translate.routing import RouteInputs, build_route_config
 from controlplane.translate.settings import TranslateSettings
@@ -283,6 +283,9 @@ class _NodeState:
     config: NodeConfig
 
 
+_Listeners = tuple[listener_pb2.Listener, ...]
+
+
 def _security_sources(mesh: MeshSnapshot) -> tuple[object, object, object]:
     """The snapshot maps a node's authorization, HTTP ports and plan's mTLS modes read (besides its
     workloads)."""
@@ -354,7 +357,12 @@ class Translator:
         # The ways into the internal listeners every node has (never rebuilt).
         self._handoffs = tuple(
             build_handoff_cluster(name, duration(self.settings.connect_timeout))
-            for name in (naming.OUTBOUND_SERVICES, naming.OUTBOUND_PODS, naming.HBONE_ORIGINATE_LISTENER)
+            for name in (
+                naming.OUTBOUND_SERVICES,
+                naming.OUTBOUND_PODS,
+                naming.OUTBOUND_POD_NODES,
+                naming.HBONE_ORIGINATE_LISTENER,
+            )
         )
         self._reset()
 
@@ -377,8 +385,8 @@ class Translator:
         self._service_ips: dict[ObjectRef, frozenset[str]] = {}
         self._services_by_ip: dict[str, set[ObjectRef]] = {}
         self._template: tuple[OutboundParts, listener_pb2.Listener] | None = None
-        # `outbound_pods`, the snapshot maps it was read from (by identity), and the pods it holds.
-        self._pods: tuple[_NodeSources, tuple[PodTunnel, ...], listener_pb2.Listener] | None = None
+        # The pod listeners, the snapshot maps they were read from (by identity), and the pods they hold.
+        self._pods: tuple[_NodeSources, tuple[PodTunnel, ...], _Listeners] | None = None
         # Per consumer namespace: its `outbound_consumer|<ns>` and the chains tuple it was built from.
         self._consumer_listeners: dict[str, tuple[tuple[ConsumerChain, ...], listener_pb2.Listener]] = {}
 
@@ -499,7 +507,7 @@ class Translator:
             route_configs=route_configs.result(),
             consumer_chains=consumer_chains,
             outbound=outbound,
-            pods=self._pods_listener(mesh),
+            pods=self._pods_listeners(mesh),
             service_vips=vips.result(),
             diagnostics=diagnostics,
         )
@@ -525,21 +533,21 @@ class Translator:
                         ips.update(chain.from_iterable(w.ips for w in mesh.workloads_in(ns.name)))
         return frozenset(chain.from_iterable(self._services_by_ip.get(ip, ()) for ip in ips))
 
-    def _pods_listener(self, mesh: MeshSnapshot) -> listener_pb2.Listener:
-        """`outbound_pods`: rebuilt only when a node, pod or enrollment changed, and then the previous object
-        again if no meshed pod's IP, node or identity did."""
+    def _pods_listeners(self, mesh: MeshSnapshot) -> tuple[listener_pb2.Listener, ...]:
+        """`outbound_pods` and `outbound_pod_nodes`: rebuilt only when a node, pod or enrollment changed, and
+        then the previous objects again if no meshed pod's IP, node or identity did."""
         sources = _NodeSources.of(mesh)
         if self._pods is not None and self._pods[0].same(sources):
             return self._pods[2]
         ips = sorted({ip for w in mesh.workloads.values() for ip in w.ips})
         pods = tuple(PodTunnel(ip=ip, tunnel=tunnel) for ip, tunnel in self._tunnels(mesh, frozenset(ips)))
         if self._pods is not None and self._pods[1] == pods:
-            listener = self._pods[2]
+            listeners = self._pods[2]
         else:
-            listener = build_pods_listener(pods)
+            listeners = build_pods_listeners(pods)
             self.builds[BuildKind.LISTENER] += 1
-        self._pods = (sources, pods, listener)
-        return listener
+        self._pods = (sources, pods, listeners)
+        return listeners
 
     def _index_addresses(self, ref: ObjectRef, addresses: frozenset[str]) -> None:
         old = self._service_ips.get(ref, frozenset())
@@ -941,8 +949,9 @@ class Translator:
                 PMap[str, listener_pb2.Listener]()
                 .set(naming.OUTBOUND_LISTENER, node_listener.listener)
                 .set(naming.OUTBOUND_SERVICES, node_listener.services)
-                .set(naming.OUTBOUND_PODS, config.pods)
             )
+            for shared in config.pods:
+                listeners = listeners.set(str(shared.name), shared)
             for shared in node_listener.consumers:
                 listeners = listeners.set(str(shared.name), shared)
             for extra in hbone.listeners:

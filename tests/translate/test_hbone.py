@@ -224,7 +224,13 @@ def _size(services: int, identities: int) -> tuple[int, int, int]:
             li.ByteSize()
             for li in listeners
             # The shared outbound listeners grow with the mesh (Services, meshed pods), not with local pods.
-            if li.name not in (naming.OUTBOUND_LISTENER, naming.OUTBOUND_SERVICES, naming.OUTBOUND_PODS)
+            if li.name
+            not in (
+                naming.OUTBOUND_LISTENER,
+                naming.OUTBOUND_SERVICES,
+                naming.OUTBOUND_PODS,
+                naming.OUTBOUND_POD_NODES,
+            )
         ),
         sum(len(li.filter_chains) for li in listeners),
     )

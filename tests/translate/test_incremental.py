@@ -159,9 +159,11 @@ def test_new_pod_touches_only_its_node_and_the_shared_pods_listener() -> None:
     second = _all(
         translator, m.apply(Upsert(obj=pod("db", "postgres-1", "node-b", "10.1.0.41", sa="postgres")))
     )
-    # One `outbound_pods` for the mesh (its IP can now be dialled over HBONE), built once for every node.
+    # The pod listeners of the mesh (its IP can now be dialled over HBONE), built once for every node.
     assert _delta(translator, before) == {"workload": 1, "hbone": 1, "listener": 1}
-    assert _changes(second["node-a"], first["node-a"]) == {"listener": (["outbound_pods"], [])}
+    assert _changes(second["node-a"], first["node-a"]) == {
+        "listener": (["outbound_pod_nodes", "outbound_pods"], [])
+    }
     assert second["node-a"].listeners["outbound_pods"] is second["node-b"].listeners["outbound_pods"]
     # Its node learns it: its plan, its identity's originate cluster (new on the node), and the HBONE
     # listeners that know local pods (source IP -> identity, CONNECT authorities, its TCP authorization).
@@ -169,7 +171,10 @@ def test_new_pod_touches_only_its_node_and_the_shared_pods_listener() -> None:
     assert _changes(second["node-b"], first["node-b"]) == {
         "workload": (["uid-db-postgres-1"], []),
         "cluster": (["hbone|db|postgres"], []),
-        "listener": (["hbone_inbound", "hbone_originate", "inbound_tcp", "outbound_pods"], []),
+        "listener": (
+            ["hbone_inbound", "hbone_originate", "inbound_tcp", "outbound_pod_nodes", "outbound_pods"],
+            [],
+        ),
     }
 
 
@@ -260,7 +265,7 @@ def test_listener_size_is_additive_in_services_and_local_workloads() -> None:
         listeners = [
             li
             for name, li in config.listeners.items()
-            if name.startswith("outbound") and name != naming.OUTBOUND_PODS
+            if name.startswith("outbound") and name not in (naming.OUTBOUND_PODS, naming.OUTBOUND_POD_NODES)
         ]
         return (
             # Every chain but the node listener's handoffs (one per local consumer namespace).

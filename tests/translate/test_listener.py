@@ -189,6 +189,7 @@ def test_headless_service_gets_cluster_but_no_chain() -> None:
         "inbound_http",
         "inbound_pod",
         "inbound_tcp",
+        "outbound_pod_nodes",
         "outbound_pods",
         "outbound_services",
         "passthrough",

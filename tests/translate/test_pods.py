@@ -1,6 +1,6 @@
-"""`outbound_pods`: a meshed pod's own IP (no Service) is tunnelled over HBONE as the caller, to the pod's
-node, expecting the pod's identity; other addresses pass through. One listener for the mesh, shared by
-every node, that changes only with meshed pods."""
+"""`outbound_pods` and `outbound_pod_nodes`: a meshed pod's own IP (no Service) is tunnelled over HBONE as
+the caller, to the pod's node, expecting the pod's identity; other addresses pass through. Listeners for the
+mesh, shared by every node, that change only with meshed pods."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from controlplane.model.objects import Delete, Upsert
 from controlplane.translate import naming
 from controlplane.translate.hbone import (
     LOCAL_IP_STATE,
+    REMOTE_IP_STATE,
     SERVER_NAME_STATE,
     SOURCE_IP_STATE,
     SUBJECT_ALT_NAMES_STATE,
@@ -26,8 +27,8 @@ from tests.translate.chains import chain_for
 from tests.translate.sample import sample_mesh
 
 
-def _pods(node_name: str = "node-a") -> listener_pb2.Listener:
-    return translate_node(sample_mesh(), node_name).listeners[naming.OUTBOUND_PODS]
+def _pods(node_name: str = "node-a", listener: str = naming.OUTBOUND_PODS) -> listener_pb2.Listener:
+    return translate_node(sample_mesh(), node_name).listeners[listener]
 
 
 def _by_ip(listener: listener_pb2.Listener) -> dict[str, str]:
@@ -51,42 +52,58 @@ def _state(chain: listener_components_pb2.FilterChain) -> dict[str, str]:
 
 
 def test_every_meshed_pod_ip_and_nothing_else() -> None:
-    listener = _pods()
-    assert listener.HasField("internal_listener") and not listener.HasField("address")
-    assert [f.name for f in listener.listener_filters] == [naming.ORIGINAL_DST_FILTER]
+    identities, nodes = _pods(), _pods(listener=naming.OUTBOUND_POD_NODES)
+    for listener in (identities, nodes):
+        assert listener.HasField("internal_listener") and not listener.HasField("address")
+        assert [f.name for f in listener.listener_filters] == [naming.ORIGINAL_DST_FILTER]
+        proxy = tcp_proxy_pb2.TcpProxy()
+        (passthrough,) = listener.default_filter_chain.filters
+        assert passthrough.typed_config.Unpack(proxy) and proxy.cluster == naming.PASSTHROUGH
     # sample_mesh: seven pods; legacy/old-1 (10.1.0.50) is in a namespace outside the mesh.
-    assert _by_ip(listener) == {
-        "10.1.0.10": "pods|10.0.0.1:15008|web/frontend",
-        "10.1.0.11": "pods|10.0.0.2:15008|web/frontend",
-        "10.1.0.20": "pods|10.0.0.1:15008|shop/reviews",
-        "10.1.0.21": "pods|10.0.0.2:15008|shop/reviews",
-        "10.1.0.30": "pods|10.0.0.2:15008|shop/ratings",
-        "10.1.0.40": "pods|10.0.0.1:15008|db/postgres",
+    assert _by_ip(identities) == {
+        "10.1.0.10": "pods|web/frontend",
+        "10.1.0.11": "pods|web/frontend",
+        "10.1.0.20": "pods|shop/reviews",
+        "10.1.0.21": "pods|shop/reviews",
+        "10.1.0.30": "pods|shop/ratings",
+        "10.1.0.40": "pods|db/postgres",
     }
-    # One chain per (node, identity), however many pods share it.
-    assert sorted(c.name for c in listener.filter_chains) == sorted(set(_by_ip(listener).values()))
-    proxy = tcp_proxy_pb2.TcpProxy()
-    (passthrough,) = listener.default_filter_chain.filters
-    assert passthrough.typed_config.Unpack(proxy) and proxy.cluster == naming.PASSTHROUGH
+    assert _by_ip(nodes) == {
+        "10.1.0.10": "pods|10.0.0.1:15008",
+        "10.1.0.11": "pods|10.0.0.2:15008",
+        "10.1.0.20": "pods|10.0.0.1:15008",
+        "10.1.0.21": "pods|10.0.0.2:15008",
+        "10.1.0.30": "pods|10.0.0.2:15008",
+        "10.1.0.40": "pods|10.0.0.1:15008",
+    }
+    # One chain per identity and one per node: never one per (node, identity).
+    for listener in (identities, nodes):
+        assert sorted(c.name for c in listener.filter_chains) == sorted(set(_by_ip(listener).values()))
 
 
-def test_a_chain_names_the_tunnel_and_the_identity_to_expect() -> None:
-    chains = {c.name: c for c in _pods().filter_chains}
-    chain = chains["pods|10.0.0.2:15008|shop/ratings"]
+def test_the_chains_name_the_identity_to_expect_and_the_tunnel() -> None:
+    identity = {c.name: c for c in _pods().filter_chains}["pods|shop/ratings"]
     ratings = "spiffe://cluster.local/ns/shop/sa/ratings"
-    assert _state(chain) == {
+    assert _state(identity) == {
+        SERVER_NAME_STATE: server_name(SpiffeId.parse(ratings)),
+        SUBJECT_ALT_NAMES_STATE: ratings,
+        LOCAL_IP_STATE: "%DOWNSTREAM_LOCAL_ADDRESS%",
+        REMOTE_IP_STATE: "%DOWNSTREAM_REMOTE_ADDRESS%",
+    }
+    node = {c.name: c for c in _pods(listener=naming.OUTBOUND_POD_NODES).filter_chains}["pods|10.0.0.2:15008"]
+    assert _state(node) == {
         # The caller's IP picks its identity in hbone_originate; the dialled address is the authority.
         SOURCE_IP_STATE: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
         LOCAL_IP_STATE: "%DOWNSTREAM_LOCAL_ADDRESS%",
         TUNNEL_ADDRESS_STATE: "10.0.0.2:15008",
-        SERVER_NAME_STATE: server_name(SpiffeId.parse(ratings)),
-        SUBJECT_ALT_NAMES_STATE: ratings,
     }
     proxy = tcp_proxy_pb2.TcpProxy()
-    assert chain.filters[-1].typed_config.Unpack(proxy)
+    assert identity.filters[-1].typed_config.Unpack(proxy)
+    assert proxy.cluster == naming.OUTBOUND_POD_NODES
+    assert node.filters[-1].typed_config.Unpack(proxy)
     assert proxy.cluster == naming.HBONE_ORIGINATE_LISTENER
-    config = translate_node(sample_mesh(), "node-a")
-    assert naming.HBONE_ORIGINATE_LISTENER in config.clusters
+    clusters = translate_node(sample_mesh(), "node-a").clusters
+    assert {naming.OUTBOUND_POD_NODES, naming.HBONE_ORIGINATE_LISTENER} <= set(clusters)
 
 
 def test_the_callers_identity_is_chosen_by_its_source_ip() -> None:
@@ -116,13 +133,13 @@ def test_pods_come_go_and_move() -> None:
     m = sample_mesh()
     translator.translate_node(m, "node-a")
     moved = m.apply(Upsert(obj=pod("shop", "ratings-1", "node-a", "10.1.0.30", sa="ratings")))
-    assert _by_ip(translator.translate_node(moved, "node-a").listeners[naming.OUTBOUND_PODS])[
-        "10.1.0.30"
-    ] == ("pods|10.0.0.1:15008|shop/ratings")
+    listener = translator.translate_node(moved, "node-a").listeners[naming.OUTBOUND_POD_NODES]
+    assert _by_ip(listener)["10.1.0.30"] == "pods|10.0.0.1:15008"
     gone = moved.apply(Delete(ref=next(r for r in moved.workloads if r.name == "ratings-1")))
     listener = translator.translate_node(gone, "node-a").listeners[naming.OUTBOUND_PODS]
     assert "10.1.0.30" not in _by_ip(listener)
-    assert "pods|10.0.0.1:15008|shop/ratings" not in {c.name for c in listener.filter_chains}
+    # ratings had no other pod: its chain is gone too.
+    assert "pods|shop/ratings" not in {c.name for c in listener.filter_chains}
 
 
 def test_a_pod_on_a_node_without_an_address_passes_through() -> None:
