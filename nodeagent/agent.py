@@ -23,7 +23,7 @@ from nodeagent.datapath import DatapathError, InstallReport
 from nodeagent.datapath.netns import current_netns_cookie
 from nodeagent.errors import UpdateRejectedError
 from nodeagent.health import HealthServer
-from nodeagent.metrics import AgentCollector, AgentState, HooksView, MapsView
+from nodeagent.metrics import AgentCollector, AgentState, HooksView, IdentityCollector, MapsView
 from nodeagent.plan import PLAN_TYPES, parse_plan
 from nodeagent.podnetns import NetnsDirectory, PodNetnsResolver, ProcCgroupScan
 from nodeagent.reconciler import (
@@ -231,6 +231,7 @@ async def run_node_agent(settings: AgentSettings) -> None:
     ) as ca:
         sds = SdsServer(settings.sds_socket)
         manager = IdentityManager(node=settings.node, client=ca, clock=UtcClock(), listeners=[sds])
+        registry.register(IdentityCollector(manager))
         agent = Agent(
             settings,
             datapath=datapath,

@@ -24,6 +24,7 @@ from nodeagent.datapath import (
     PodSettings,
     ServicePort,
 )
+from nodeagent.identity.manager import IdentityMetrics, IssuanceResult
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,45 @@ class AgentCollector(Collector):
             verdict.add_metric([inbound.reason], inbound_counters.get(inbound, 0))
         yield refused
         yield accepted
+
+
+class IdentityView(Protocol):
+    """The identity manager's numbers (IdentityManager implements it)."""
+
+    def metrics(self) -> IdentityMetrics: ...
+
+
+class IdentityCollector(Collector):
+    """The workload certificates of this node: held, requested (by result), renewed, and the time left
+    until the first one expires (alert on it: renewals start at half the lifetime)."""
+
+    def __init__(self, identities: IdentityView) -> None:
+        self._identities = identities
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        m = self._identities.metrics()
+        yield _gauge(
+            "nodemesh_agent_certificates", "Workload certificates held, one per identity.", m.certificates
+        )
+        requests = CounterMetricFamily(
+            "nodemesh_agent_certificate_requests",
+            "Certificate requests to the CA by result: ok, denied (node not authorized), error.",
+            labels=["result"],
+        )
+        for result in IssuanceResult:
+            requests.add_metric([result.value], m.requests.get(result, 0))
+        yield requests
+        yield _counter(
+            "nodemesh_agent_certificate_renewals",
+            "Certificates replaced by a new one before they expired.",
+            m.renewals,
+        )
+        if m.seconds_to_earliest_expiry is not None:
+            yield _gauge(
+                "nodemesh_agent_certificate_earliest_expiry_seconds",
+                "Seconds until the first held certificate expires (absent while none is held).",
+                m.seconds_to_earliest_expiry,
+            )
 
 
 def _counter(name: str, documentation: str, value: int) -> CounterMetricFamily:

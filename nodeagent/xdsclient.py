@@ -180,6 +180,10 @@ class XdsClient:
                 log.warning(
                     "xds stream to %s ended: %s %s", self.target, exc.code().name, exc.details() or ""
                 )
+            except asyncio.InvalidStateError:
+                # grpc.aio's answer to a write (an ACK) on a call the server ended meanwhile (it shut down
+                # while we applied an update): the stream is over, like any other.
+                log.warning("xds stream to %s ended while the agent wrote to it", self.target)
             except XdsClientError as exc:
                 log.warning("cannot connect to %s: %s", self.target, exc)
             finally:

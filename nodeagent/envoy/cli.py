@@ -1,7 +1,8 @@
 """`nodemesh-agent envoy`: the Envoy supervisor in the foreground (the DaemonSet's Envoy container runs it).
 
 Signals: SIGHUP hot restarts Envoy (epoch + 1), SIGUSR1 is forwarded (Envoy reopens its access logs), SIGTERM
-and SIGINT stop every epoch and exit.
+and SIGINT drain Envoy (up to --shutdown-drain-time), then stop every epoch and exit; a second one cuts the
+drain short.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import shutil
 import signal
@@ -16,7 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from nodeagent.envoy.command import DEFAULT_BASE_ID, DrainStrategy, EnvoySettings
+from nodeagent.envoy.command import DEFAULT_BASE_ID, DEFAULT_SHUTDOWN_DRAIN_TIME, DrainStrategy, EnvoySettings
 from nodeagent.envoy.supervisor import EnvoySupervisor
 from nodeagent.errors import SettingsError
 
@@ -27,7 +29,9 @@ Run the node Envoy under a supervisor that restarts it with Envoy's hot restart:
 binary or the bootstrap file changes (an upgrade; validated first with `envoy --mode validate`), and when it
 crashes (with backoff). A hot restart starts epoch N + 1, which takes over the listen sockets; epoch N drains
 for --drain-time seconds and exits after --parent-shutdown-time: no connection is refused, and established
-ones keep working until the old epoch exits. Run it in Envoy's cgroup (every epoch stays there)."""
+ones keep working until the old epoch exits. On SIGTERM, Envoy fails its health checks and stops accepting,
+and requests in flight get up to --shutdown-drain-time seconds to finish before it is stopped. Run it in
+Envoy's cgroup (every epoch stays there)."""
 
 ENVOY_EPILOG = """\
 examples:
@@ -47,6 +51,16 @@ def _whole_seconds(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected whole seconds, got {text!r}")
     return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -85,6 +99,13 @@ def add_envoy_command(
         "--parent-shutdown-time", type=_whole_seconds, default=60, help="seconds (default %(default)s)"
     )
     parser.add_argument(
+        "--shutdown-drain-time",
+        type=_seconds,
+        default=DEFAULT_SHUTDOWN_DRAIN_TIME,
+        help="on SIGTERM: seconds requests in flight get to finish after Envoy stops accepting, before it "
+        "is stopped (sooner once no connection is open; 0: stop at once; default %(default)s)",
+    )
+    parser.add_argument(
         "--drain-strategy", type=DrainStrategy, choices=list(DrainStrategy), default=DrainStrategy.GRADUAL
     )
     parser.add_argument(
@@ -121,6 +142,7 @@ def envoy_settings_from(args: argparse.Namespace) -> EnvoySettings:
         drain_time=args.drain_time,
         parent_shutdown_time=args.parent_shutdown_time,
         drain_strategy=args.drain_strategy,
+        shutdown_drain_time=args.shutdown_drain_time,
         log_path=args.log_path,
         log_level=args.envoy_log_level,
         admin_address_path=args.admin_address_path,

@@ -28,6 +28,9 @@ from nodeagent.errors import SettingsError
 # Not Envoy's default (0): the node Envoy shares the host network namespace (and may share its IPC namespace)
 # with any other Envoy on the host, and equal base ids would collide on the hot-restart sockets.
 DEFAULT_BASE_ID: Final = 15000
+# Seconds requests in flight get on shutdown. Istio's sidecar default, and well inside Kubernetes' default
+# termination grace (30 s) together with stop_grace.
+DEFAULT_SHUTDOWN_DRAIN_TIME: Final = 5.0
 MAX_BASE_ID: Final = 429_496_728  # Envoy multiplies the base id by 10 and keeps it in 32 bits
 SHARED_MEMORY_DIR: Final = Path("/dev/shm")
 # Envoy's hot-restart sockets are numbered epoch % 3.
@@ -78,6 +81,10 @@ class EnvoySettings:
     log_level: str | None = None
     admin_address_path: Path | None = None
     extra_args: tuple[str, ...] = ()
+    # On shutdown, the newest epoch fails its health checks and stops accepting, then gets up to this many
+    # seconds for the requests in flight to finish before it is stopped (at once once none is left open).
+    # 0: stop at once.
+    shutdown_drain_time: float = DEFAULT_SHUTDOWN_DRAIN_TIME
     # SIGTERM -> SIGKILL on shutdown and on a cold restart.
     stop_grace: float = 10.0
     # Crash loops: the first crash restarts at once, the following ones back off exponentially up to
@@ -105,6 +112,8 @@ class EnvoySettings:
                 f"--parent-shutdown-time ({self.parent_shutdown_time}s) must be longer than --drain-time "
                 f"({self.drain_time}s): the old epoch is shut down before its drain would end"
             )
+        if not 0 <= self.shutdown_drain_time < float("inf"):
+            raise SettingsError(f"--shutdown-drain-time must be >= 0, got {self.shutdown_drain_time}")
         if self.stop_grace <= 0 or self.backoff_initial <= 0 or self.backoff_max < self.backoff_initial:
             raise SettingsError("stop grace and backoff must be > 0, and backoff max >= backoff initial")
         if self.max_hot_retries < 0:

@@ -10,8 +10,15 @@ Envoy as decided in nodeagent/envoy/epochs.py, with exponential backoff when it 
 Every epoch is a child of the supervisor, so it runs in the supervisor's cgroup (and network namespace): the
 cgroup matters, since the getsockopt program answering SO_ORIGINAL_DST is attached to Envoy's cgroup and
 accepted sockets belong to the listener's cgroup. The caller puts the supervisor there before it starts.
-Children get SIGTERM if the supervisor dies (PR_SET_PDEATHSIG), are reaped by the event loop (no zombies), and
-are stopped (SIGTERM, then SIGKILL after stop_grace) when the supervisor is cancelled.
+Children get SIGTERM if the supervisor dies (PR_SET_PDEATHSIG) and are reaped by the event loop (no zombies).
+
+Cancelling the supervisor drains before it stops: the newest epoch is told over its admin API to fail its
+health checks (`/healthcheck/fail`: responses get `Connection: close`, HTTP/2 a GOAWAY, /ready says DRAINING)
+and to stop its listeners (`/drain_listeners`: new connections are refused at once; established ones are
+left alone). Then it gets up to shutdown_drain_time for its downstream connections to close, and every epoch
+is stopped (SIGTERM, then SIGKILL after stop_grace). A second cancellation cuts the drain short.
+Not `/drain_listeners?graceful`: that keeps accepting for --drain-time-s (the hot-restart drain, longer than a
+shutdown drain), and connections accepted that late would be cut by the SIGTERM instead of refused.
 """
 
 from __future__ import annotations
@@ -21,14 +28,17 @@ import contextlib
 import ctypes
 import hashlib
 import logging
+import math
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final, Protocol
 
+from nodeagent.envoy.admin import EnvoyAdminError, downstream_connections, post_admin, read_admin_address
 from nodeagent.envoy.command import (
     EnvoySettings,
     build_command,
@@ -45,6 +55,8 @@ Sleep = Callable[[float], Awaitable[None]]
 
 _PR_SET_PDEATHSIG: Final = 1
 _VALIDATE_TIMEOUT: Final = 120.0
+# Shutdown drain: how often Envoy is asked whether connections are left.
+DRAIN_POLL_INTERVAL: Final = 0.25
 
 
 class EnvoySupervisorError(AgentError):
@@ -140,6 +152,9 @@ class EnvoySupervisor:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.settings = settings
+        # What epochs are started with: the settings, plus an admin address file of our own when the caller
+        # gave none (draining needs the admin address).
+        self._launch_settings = settings
         self._observer = observer or NoObserver()
         self._clock = clock
         self._sleep = sleep
@@ -188,21 +203,34 @@ class EnvoySupervisor:
     async def run(self) -> None:
         if self._group is not None:
             raise EnvoySupervisorError("the supervisor is already running")
+        with contextlib.ExitStack() as files:
+            self._launch_settings = self._with_admin_address(files)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    self._group = group
+                    if self.settings.watch_interval is not None:
+                        group.create_task(self._watch(self.settings.watch_interval), name="envoy-watch")
+                    await self._start(Launch(epoch=0, reason=StartReason.INITIAL, cold=True))
+                    while True:
+                        event = await self._events.get()
+                        if isinstance(event, _Exited):
+                            await self._exited(event.child, event.returncode)
+                        else:
+                            await self._requested(event.reason)
+            finally:
+                self._group = None
+                await self._stop_all()
+
+    def _with_admin_address(self, files: contextlib.ExitStack) -> EnvoySettings:
+        s = self.settings
+        if s.admin_address_path is not None or s.shutdown_drain_time <= 0:
+            return s
         try:
-            async with asyncio.TaskGroup() as group:
-                self._group = group
-                if self.settings.watch_interval is not None:
-                    group.create_task(self._watch(self.settings.watch_interval), name="envoy-watch")
-                await self._start(Launch(epoch=0, reason=StartReason.INITIAL, cold=True))
-                while True:
-                    event = await self._events.get()
-                    if isinstance(event, _Exited):
-                        await self._exited(event.child, event.returncode)
-                    else:
-                        await self._requested(event.reason)
-        finally:
-            self._group = None
-            await self._stop_all()
+            directory = Path(files.enter_context(tempfile.TemporaryDirectory(prefix="nodemesh-envoy-")))
+        except OSError as exc:
+            log.warning("envoy: no admin address file (%s): shutdown will stop Envoy without draining", exc)
+            return s
+        return replace(s, admin_address_path=directory / "admin-address")
 
     async def _start(self, launch: Launch) -> None:
         s = self.settings
@@ -217,7 +245,7 @@ class EnvoySupervisor:
             if launch.cold:
                 await self._terminate(list(self._alive.values()), why="cold restart")
                 self._remove_shared_memory()
-            argv = build_command(s, launch.epoch)
+            argv = build_command(self._launch_settings, launch.epoch)
             try:
                 # Its own session: a terminal's Ctrl-C reaches the supervisor only, which stops every epoch.
                 process = await asyncio.create_subprocess_exec(
@@ -432,12 +460,62 @@ class EnvoySupervisor:
             self._report_exit(child, child.process.returncode if child.process.returncode is not None else -1)
 
     async def _stop_all(self) -> None:
-        children = list(self._alive.values())
-        self._newest = None
-        await self._terminate(children, why="shutdown")
-        self._alive.clear()
-        self._remove_shared_memory()
-        log.info("envoy supervisor stopped")
+        try:
+            await self._drain()
+        finally:
+            # Also after a second cancellation cut the drain short; that CancelledError then propagates.
+            children = list(self._alive.values())
+            self._newest = None
+            await self._terminate(children, why="shutdown")
+            self._alive.clear()
+            self._remove_shared_memory()
+            log.info("envoy supervisor stopped")
+
+    async def _drain(self) -> None:
+        """Fail health checks and stop accepting on the newest epoch, then wait up to shutdown_drain_time
+        for its downstream connections to close. Older epochs are draining already (a hot restart)."""
+        period = self.settings.shutdown_drain_time
+        newest = self._newest
+        if period <= 0 or newest is None or newest.process.returncode is not None:
+            return
+        epoch = newest.info.epoch
+        path = self._launch_settings.admin_address_path
+        address = read_admin_address(path) if path is not None else None
+        if address is None:
+            log.warning("envoy epoch %d: admin address unknown, stopping it without draining", epoch)
+            return
+        try:
+            for endpoint in ("/healthcheck/fail", "/drain_listeners"):
+                await post_admin(address, endpoint)
+        except EnvoyAdminError as exc:
+            log.warning("envoy epoch %d: cannot drain, stopping it at once: %s", epoch, exc)
+            return
+        log.info(
+            "envoy epoch %d draining: health checks fail, new connections refused; up to %.1fs for open ones",
+            epoch,
+            period,
+        )
+        # Counted polls, not a clock: the wait is bounded even when a test's clock stands still.
+        polls = max(1, math.ceil(period / DRAIN_POLL_INTERVAL))
+        open_connections: int | None = None
+        for _ in range(polls):
+            if newest.process.returncode is not None:
+                log.info("envoy epoch %d exited while draining", epoch)
+                return
+            try:
+                open_connections = await downstream_connections(address)
+            except EnvoyAdminError as exc:
+                log.warning("envoy epoch %d: drain progress unknown: %s", epoch, exc)
+            if open_connections == 0:
+                log.info("envoy epoch %d drained: no downstream connection left", epoch)
+                return
+            await self._sleep(min(DRAIN_POLL_INTERVAL, period))
+        log.info(
+            "envoy epoch %d: drain period (%.1fs) over with %s downstream connections open",
+            epoch,
+            period,
+            "unknown" if open_connections is None else open_connections,
+        )
 
     def _remove_shared_memory(self) -> None:
         """Envoy never removes its shared memory: do it once no epoch uses it (epoch 0 also replaces it)."""

@@ -4,7 +4,8 @@ For each wanted identity a task generates a key, asks the CA for a certificate, 
 its renewal time (half its lifetime, jittered) and starts over with a fresh key. A failed request is retried
 with jittered exponential backoff (slower when the CA denied us) while the previous certificate stays in
 service until it expires. An identity whose last pod left is dropped at once: its task is cancelled and its
-key forgotten. Listeners (the SDS server) hear of every change.
+key forgotten. Listeners (the SDS server) hear of every change; `metrics()` counts what happened (for
+nodeagent.metrics.IdentityCollector).
 """
 
 from __future__ import annotations
@@ -93,6 +94,32 @@ def classify(exc: CertificateRequestError) -> RequestFailure:
     return RequestFailure.UNAVAILABLE
 
 
+class IssuanceResult(StrEnum):
+    """How a certificate request ended; closed, a metric label. `error`: the CA was unavailable, or it
+    answered with a certificate we refused."""
+
+    OK = "ok"
+    DENIED = "denied"
+    ERROR = "error"
+
+    @classmethod
+    def of(cls, failure: RequestFailure) -> IssuanceResult:
+        return cls.DENIED if failure is RequestFailure.DENIED else cls.ERROR
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IdentityMetrics:
+    """What the manager did and holds, at one moment."""
+
+    certificates: int
+    # Every result, zero or not.
+    requests: Mapping[IssuanceResult, int]
+    # Certificates installed in place of one still held (renewed before expiry).
+    renewals: int
+    # Until the earliest not_after among the held certificates; None while none is held.
+    seconds_to_earliest_expiry: float | None
+
+
 _RETRY = Backoff(initial=timedelta(seconds=1), maximum=timedelta(minutes=5))
 _SLOW_RETRY = Backoff(initial=timedelta(minutes=1), maximum=timedelta(minutes=30))
 
@@ -148,6 +175,8 @@ class IdentityManager:
         self._trust_bundle: tuple[str, ...] = ()
         self._permits = asyncio.Semaphore(self.settings.max_concurrent_requests)
         self._running = False
+        self._requests = dict.fromkeys(IssuanceResult, 0)
+        self._renewals = 0
 
     def add_listener(self, listener: IdentityListener) -> None:
         self._listeners.append(listener)
@@ -169,6 +198,17 @@ class IdentityManager:
 
     def certificate(self, spiffe_id: SpiffeId) -> IdentityCertificate | None:
         return self._certificates.get(spiffe_id)
+
+    def metrics(self) -> IdentityMetrics:
+        earliest = min((c.not_after for c in self._certificates.values()), default=None)
+        return IdentityMetrics(
+            certificates=len(self._certificates),
+            requests=MappingProxyType(dict(self._requests)),
+            renewals=self._renewals,
+            seconds_to_earliest_expiry=(earliest - self._clock.now()).total_seconds()
+            if earliest is not None
+            else None,
+        )
 
     async def run(self) -> None:
         if self._running:
@@ -205,10 +245,12 @@ class IdentityManager:
             try:
                 signed = await self._request(key)
             except CertificateRequestError as exc:
+                self._requests[IssuanceResult.of(classify(exc))] += 1
                 await self._sleep_until(self._clock.now() + self._retry_delay(spiffe_id, exc, failures))
                 failures += 1
                 continue
             failures = 0
+            self._requests[IssuanceResult.OK] += 1
             self._install(IdentityCertificate(key=key, certificate=signed))
             now = self._clock.now()
             # Never earlier than the first retry step, so a CA handing out very short lives cannot spin us.
@@ -255,6 +297,8 @@ class IdentityManager:
         return delay
 
     def _install(self, material: IdentityCertificate) -> None:
+        if material.spiffe_id in self._certificates:
+            self._renewals += 1
         self._certificates[material.spiffe_id] = material
         self._trust_bundle = material.certificate.trust_bundle_pem
         self._notify()

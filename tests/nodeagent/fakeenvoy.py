@@ -2,9 +2,11 @@
 
 The fake behaves like Envoy where the supervisor can tell: it takes Envoy's flags, exits 0 on SIGTERM, and an
 epoch N > 0 tells its parent (epoch N - 1) to shut down after --parent-shutdown-time-s. `--mode validate`
-fails when the bootstrap contains "invalid". Once up (signal handlers set), it records its start in
-`starts.jsonl` in its state directory ($FAKE_ENVOY_DIR). Files there change its behaviour: `crash` (exit 3 at
-once), `ignore-term` (ignore SIGTERM).
+fails when the bootstrap contains "invalid". Given --admin-address-path, it serves a tiny admin API on
+loopback: POSTs answer OK and are recorded in `admin.jsonl`, `/stats` reports `connections` (a file, 0 when
+missing) open downstream connections. Once up (signal handlers set, admin address written), it records its
+start in `starts.jsonl` in its state directory ($FAKE_ENVOY_DIR). Files there change its behaviour: `crash`
+(exit 3 at once), `ignore-term` (ignore SIGTERM).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from nodeagent.envoy import EpochProcess, StartReason
 STATE_ENV = "FAKE_ENVOY_DIR"
 
 _SCRIPT = """\
-import json, os, signal, sys, threading, time
+import json, os, signal, socket, sys, threading, time
 from pathlib import Path
 
 state = Path(os.environ["FAKE_ENVOY_DIR"])
@@ -45,6 +47,41 @@ if (state / "ignore-term").exists():
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 else:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+def admin_answer(method, path):
+    if method == "POST":
+        with (state / "admin.jsonl").open("a") as out:
+            out.write(json.dumps({"pid": os.getpid(), "epoch": epoch, "path": path}) + "\\n")
+        return "OK\\n"
+    count = (state / "connections").read_text().strip() if (state / "connections").exists() else "0"
+    return (
+        f"listener.127.0.0.1_15001.downstream_cx_active: {count}\\n"
+        f"listener.127.0.0.1_15001.worker_0.downstream_cx_active: {count}\\n"
+        "listener.admin.downstream_cx_active: 1\\n"
+    )
+
+def serve_admin(listener):
+    # Plain sockets, one request per connection: http.server would double the fake's start time.
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            request = b""
+            while b"\\r\\n\\r\\n" not in request:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                request += chunk
+            method, path = request.decode().split(" ")[:2]
+            body = admin_answer(method, path).encode()
+            head = f"HTTP/1.1 200 OK\\r\\ncontent-length: {len(body)}\\r\\nconnection: close\\r\\n\\r\\n"
+            conn.sendall(head.encode() + body)
+
+if flag("--admin-address-path"):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    threading.Thread(target=serve_admin, args=(listener,), daemon=True).start()
+    Path(flag("--admin-address-path")).write_text(f"127.0.0.1:{listener.getsockname()[1]}\\n")
 with (state / "starts.jsonl").open("a") as out:
     out.write(json.dumps({"pid": os.getpid(), "epoch": epoch, "argv": args}) + "\\n")
 parent_file = state / f"epoch-{epoch - 1}.pid"
@@ -73,6 +110,14 @@ def write_fake_envoy(directory: Path) -> Path:
 def starts(state: Path) -> list[dict[str, object]]:
     """Every start the fake recorded: pid, epoch, argv."""
     path = state / "starts.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def admin_calls(state: Path) -> list[dict[str, object]]:
+    """Every admin POST the fakes received, in order: pid, epoch, path."""
+    path = state / "admin.jsonl"
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line]
@@ -126,4 +171,13 @@ class RecordingSleep:
         return asyncio.sleep(0)
 
 
-__all__ = ["STATE_ENV", "Recorder", "RecordingSleep", "alive", "starts", "until", "write_fake_envoy"]
+__all__ = [
+    "STATE_ENV",
+    "Recorder",
+    "RecordingSleep",
+    "admin_calls",
+    "alive",
+    "starts",
+    "until",
+    "write_fake_envoy",
+]

@@ -18,15 +18,18 @@ from pathlib import Path
 import pytest
 
 from nodeagent.cli import parse_args
-from nodeagent.envoy import EnvoySettings, EnvoySupervisor, StartReason, build_command
+from nodeagent.envoy import EnvoySettings, EnvoySupervisor, EpochProcess, StartReason, build_command
+from nodeagent.envoy.admin import EnvoyAdminError, count_downstream_connections, read_admin_address
 from nodeagent.envoy.cli import envoy_settings_from, join_cgroup
 from nodeagent.envoy.command import build_validate_command, shared_memory_path
 from nodeagent.envoy.epochs import Launch, after_crash, can_hot_restart, crash_delay, on_request
+from nodeagent.envoy.supervisor import DRAIN_POLL_INTERVAL
 from nodeagent.errors import SettingsError
 from tests.nodeagent.fakeenvoy import (
     STATE_ENV,
     Recorder,
     RecordingSleep,
+    admin_calls,
     alive,
     starts,
     until,
@@ -223,6 +226,13 @@ async def started(fake: Fake, count: int) -> None:
     await until(lambda: len(fake.starts()) >= count, f"{count} epochs to start")
 
 
+async def first_epoch(fake: Fake) -> EpochProcess:
+    """Epoch 0, once it is up and the supervisor has reported it (a fast fake can record itself first)."""
+    await started(fake, 1)
+    await until(lambda: bool(fake.recorder.started), "the supervisor to report epoch 0")
+    return fake.recorder.started[0]
+
+
 async def test_a_restart_starts_the_next_epoch_and_the_parent_exits_when_its_child_says_so(
     fake: Fake,
 ) -> None:
@@ -330,17 +340,22 @@ async def test_a_crash_loop_backs_off_exponentially_and_recovers(fake: Fake) -> 
 
 
 async def test_a_fourth_epoch_waits_for_the_oldest_to_exit(fake: Fake) -> None:
-    supervisor = fake.supervisor(parent_shutdown_time=2)
+    # Parents outlive the test unless it stops them: no race against their shutdown timer.
+    supervisor = fake.supervisor(parent_shutdown_time=60)
     async with running(supervisor):
         await started(fake, 1)
         for count in (2, 3):
             supervisor.restart()
             await started(fake, count)
+        await until(lambda: len(fake.recorder.started) == 3, "the supervisor to report three epochs")
         oldest = fake.recorder.started[0]
         assert len(supervisor.pids) == 3
 
         supervisor.restart()  # Envoy numbers its hot-restart sockets epoch % 3: must wait
+        # The request is queued before the oldest's exit can be: it is handled while three are alive.
+        os.kill(oldest.pid, signal.SIGTERM)  # the oldest's drain ends
         await started(fake, 4)
+        await until(lambda: len(fake.recorder.started) == 4, "the supervisor to report the fourth epoch")
 
         events = fake.recorder.events
         fourth = fake.recorder.started[3]
@@ -352,8 +367,7 @@ async def test_shutdown_kills_an_epoch_that_ignores_sigterm(fake: Fake) -> None:
     (fake.state / "ignore-term").touch()
     supervisor = fake.supervisor(stop_grace=0.3)
     async with running(supervisor):
-        await started(fake, 1)
-        pid = fake.recorder.started[0].pid
+        pid = (await first_epoch(fake)).pid
     assert fake.recorder.exited[pid] == -signal.SIGKILL
     assert not alive(pid)
 
@@ -475,3 +489,138 @@ def test_joining_a_cgroup_writes_our_pid_to_its_procs_file(tmp_path: Path) -> No
     (tmp_path / "file").write_text("")
     with pytest.raises(SettingsError, match="cannot join cgroup"):
         join_cgroup(tmp_path / "file" / "sub")
+
+
+# Shutdown drain, against the fake's admin API.
+
+
+def test_open_connections_are_counted_over_listeners_but_not_the_admin_or_per_worker_copies() -> None:
+    stats = "\n".join(
+        [
+            "listener.127.0.0.1_15001.downstream_cx_active: 3",
+            "listener.127.0.0.1_15001.worker_0.downstream_cx_active: 2",
+            "listener.127.0.0.1_15001.worker_1.downstream_cx_active: 1",
+            "listener.[__]_15008.downstream_cx_active: 4",
+            "listener.admin.downstream_cx_active: 1",
+            "listener.admin.main_thread.downstream_cx_active: 1",
+            "listener.127.0.0.1_15001.downstream_cx_total: 90",
+            "",
+        ]
+    )
+    assert count_downstream_connections(stats) == 7
+    assert count_downstream_connections("") == 0
+    with pytest.raises(EnvoyAdminError, match="unexpected stats line"):
+        count_downstream_connections("listener.x.downstream_cx_active: many")
+
+
+def test_the_admin_address_is_read_from_envoys_file(tmp_path: Path) -> None:
+    path = tmp_path / "admin"
+    assert read_admin_address(path) is None
+    path.write_text("")
+    assert read_admin_address(path) is None  # Envoy has not written it yet
+    path.write_text("127.0.0.1:40123\n")
+    assert read_admin_address(path) == "127.0.0.1:40123"
+
+
+def test_a_negative_shutdown_drain_time_is_refused() -> None:
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(SettingsError, match="--shutdown-drain-time"):
+            settings(shutdown_drain_time=bad)
+
+
+async def stop_in_background(task: asyncio.Task[None], fake: Fake, pid: int) -> None:
+    """Cancel the supervisor and wait for it to ask the epoch `pid` to drain."""
+    task.cancel()
+    drain = [{"pid": pid, "epoch": 0, "path": p} for p in ("/healthcheck/fail", "/drain_listeners")]
+    await until(lambda: admin_calls(fake.state) == drain, "health checks failed, then listeners drained")
+
+
+async def test_shutdown_fails_health_checks_stops_listeners_and_waits_for_open_connections(
+    fake: Fake,
+) -> None:
+    (fake.state / "connections").write_text("2")
+    supervisor = fake.supervisor(shutdown_drain_time=3600.0)
+    task = asyncio.create_task(supervisor.run())
+    try:
+        epoch = await first_epoch(fake)
+        argv = fake.starts()[0]["argv"]
+        assert isinstance(argv, list) and "--admin-address-path" in argv  # one of its own: none was set
+        admin_file = Path(argv[argv.index("--admin-address-path") + 1])
+
+        await stop_in_background(task, fake, epoch.pid)
+        # Connections are open: Envoy keeps running while it drains.
+        await until(lambda: len(fake.sleep.delays) >= 3, "the drain to poll a few times")
+        assert alive(epoch.pid) and not task.done() and epoch.pid not in fake.recorder.exited
+
+        (fake.state / "connections").write_text("0")  # the last request finished
+        with pytest.raises(asyncio.CancelledError):
+            # A guard, not a measure: the drain had up to an hour, and ends within a poll.
+            await asyncio.wait_for(task, 30)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert fake.recorder.exited[epoch.pid] == 0  # stopped by SIGTERM, not killed
+    assert set(fake.sleep.delays) == {DRAIN_POLL_INTERVAL}
+    assert len(fake.sleep.delays) < 3600 / DRAIN_POLL_INTERVAL  # it stopped once nothing was open
+    assert not alive(epoch.pid) and supervisor.pids == frozenset()
+    assert not admin_file.parent.exists()  # the supervisor's own admin address file is cleaned up
+
+
+async def test_the_drain_ends_after_its_period_even_with_connections_open(fake: Fake) -> None:
+    (fake.state / "connections").write_text("1")  # a connection that never closes
+    supervisor = fake.supervisor(shutdown_drain_time=1.0)
+    async with running(supervisor):
+        pid = (await first_epoch(fake)).pid
+    # Polled every DRAIN_POLL_INTERVAL for the whole second, then stopped.
+    assert fake.sleep.delays == [DRAIN_POLL_INTERVAL] * 4
+    assert [call["path"] for call in admin_calls(fake.state)] == ["/healthcheck/fail", "/drain_listeners"]
+    assert fake.recorder.exited[pid] == 0 and not alive(pid)
+
+
+async def test_a_second_cancellation_cuts_the_drain_short(fake: Fake) -> None:
+    (fake.state / "connections").write_text("1")
+    polls = asyncio.Event()
+
+    async def sleep_forever(seconds: float) -> None:
+        polls.set()
+        await asyncio.Event().wait()
+
+    supervisor = EnvoySupervisor(
+        replace(fake.settings, shutdown_drain_time=3600.0), observer=fake.recorder, sleep=sleep_forever
+    )
+    task = asyncio.create_task(supervisor.run())
+    try:
+        pid = (await first_epoch(fake)).pid
+        await stop_in_background(task, fake, pid)
+        await polls.wait()  # draining: one poll found a connection open
+        assert alive(pid)
+
+        task.cancel()
+
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert fake.recorder.exited[pid] == 0 and not alive(pid) and supervisor.pids == frozenset()
+
+
+async def test_no_shutdown_drain_time_stops_envoy_at_once(fake: Fake) -> None:
+    (fake.state / "connections").write_text("1")
+    supervisor = fake.supervisor(shutdown_drain_time=0.0)
+    async with running(supervisor):
+        pid = (await first_epoch(fake)).pid
+    assert "--admin-address-path" not in fake.starts()[0]["argv"]  # type: ignore[operator]
+    assert admin_calls(fake.state) == [] and fake.sleep.delays == []
+    assert fake.recorder.exited[pid] == 0
+
+
+def test_the_shutdown_drain_time_is_a_flag() -> None:
+    args = parse_args(["envoy", "--bootstrap", "/b.yaml", "--shutdown-drain-time", "2.5"])
+    assert envoy_settings_from(args).shutdown_drain_time == 2.5
+    default = parse_args(["envoy", "--bootstrap", "/b.yaml"])
+    assert envoy_settings_from(default).shutdown_drain_time == 5.0
+    with pytest.raises(SystemExit):
+        parse_args(["envoy", "--bootstrap", "/b.yaml", "--shutdown-drain-time", "-1"])

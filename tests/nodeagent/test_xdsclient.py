@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,8 @@ from tests.nodeagent.planbuilders import node_settings, service, snapshot, workl
 NODE = "node-a"
 TIMEOUT = 5.0
 FAST = ClientSettings(backoff_initial=0.01, backoff_max=0.05)
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 async def wait_until(predicate: Callable[[], bool], within: float = TIMEOUT) -> None:
@@ -98,6 +100,23 @@ async def running(client: XdsClient) -> AsyncIterator[asyncio.Task[None]]:
             await task
 
 
+def unix_address(tmp_path: Path) -> str:
+    """A unix socket keeps the address across the control plane's restart."""
+    address = f"unix:{tmp_path / 'xds.sock'}"
+    if len(address) > 100:
+        pytest.skip("tmp_path too long for a unix socket")
+    return address
+
+
+async def synced(controlplane: ControlPlane) -> None:
+    """Until the control plane has the client's ACK of the workloads."""
+    await wait_until(
+        lambda: (
+            (s := controlplane.type_status(typeurls.WORKLOAD)) is not None and s.status is ConfigStatus.SYNCED
+        )
+    )
+
+
 def plan_v1() -> Snapshot:
     return snapshot(
         node_settings(),
@@ -107,10 +126,43 @@ def plan_v1() -> Snapshot:
     )
 
 
-def new_client(address: str, applier: Applier, token: TokenSource | None = None) -> XdsClient:
+def new_client(
+    address: str, applier: Applier, token: TokenSource | None = None, sleep: Sleep = asyncio.sleep
+) -> XdsClient:
     return XdsClient(
-        target=address, node_id=NODE, apply=applier, type_urls=PLAN_TYPES, settings=FAST, token=token
+        target=address,
+        node_id=NODE,
+        apply=applier,
+        type_urls=PLAN_TYPES,
+        settings=FAST,
+        token=token,
+        sleep=sleep,
     )
+
+
+class ReconnectGate:
+    """The client's sleep before a reconnect, held until the test allows one: the client reconnects exactly
+    when the test says, never into a control plane that is stopping or not up yet."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self._permits = asyncio.Semaphore(0)
+        self._entered = asyncio.Condition()
+
+    async def __call__(self, delay: float) -> None:
+        async with self._entered:
+            self.delays.append(delay)
+            self._entered.notify_all()
+        await self._permits.acquire()
+
+    async def waiting(self, count: int) -> None:
+        """Until the client has asked to reconnect `count` times in all."""
+        async with asyncio.timeout(TIMEOUT), self._entered:
+            await self._entered.wait_for(lambda: len(self.delays) >= count)
+
+    def allow(self) -> None:
+        """Let one reconnect happen."""
+        self._permits.release()
 
 
 async def test_first_update_carries_every_type_and_is_acked_only_after_it_is_applied(
@@ -185,12 +237,7 @@ async def test_a_plan_that_cannot_be_applied_is_nacked_with_the_reason(controlpl
 
         controlplane.set(plan_v1())  # fixed: applied and ACKed again
         await applier.next()
-        await wait_until(
-            lambda: (
-                (s := controlplane.type_status(typeurls.WORKLOAD)) is not None
-                and s.status is ConfigStatus.SYNCED
-            )
-        )
+        await synced(controlplane)
 
 
 async def test_a_fix_after_a_nack_completes_the_refused_update(controlplane: ControlPlane) -> None:
@@ -217,20 +264,19 @@ async def test_a_fix_after_a_nack_completes_the_refused_update(controlplane: Con
 
 
 async def test_reconnect_resumes_with_initial_resource_versions(tmp_path: Path) -> None:
-    # A unix socket keeps the address across the control plane's restart.
-    address = f"unix:{tmp_path / 'xds.sock'}"
-    if len(address) > 100:
-        pytest.skip("tmp_path too long for a unix socket")
+    address = unix_address(tmp_path)
     cache = SnapshotCache()
     cache.set_snapshot(NODE, plan_v1())
     applier = Applier()
-    client = new_client(address, applier)
+    gate = ReconnectGate()
+    client = new_client(address, applier, sleep=gate)
     async with running(client):
         async with serving(cache, address):
             await applier.next()
             received = client.received_resources
             assert received == len(plan_v1())
-        await wait_until(lambda: not client.connected)
+        await gate.waiting(1)  # the stream ended: the client waits to reconnect
+        assert not client.connected and client.connects == 1
         # While the control plane is away, one workload changes.
         cache.set_snapshot(
             NODE,
@@ -242,6 +288,7 @@ async def test_reconnect_resumes_with_initial_resource_versions(tmp_path: Path) 
             ),
         )
         async with serving(cache, address) as restarted:
+            gate.allow()
             update = await applier.next()
             # Only the changed workload was sent again; what the client held was not.
             assert client.received_resources == received + 1
@@ -249,13 +296,36 @@ async def test_reconnect_resumes_with_initial_resource_versions(tmp_path: Path) 
             workload_u2 = update.resources[typeurls.WORKLOAD]["u2"]
             assert parse_plan(update.resources).workloads["u2"].netns.pid == 3
             assert workload_u2.version == cache.get(NODE).of_type(typeurls.WORKLOAD)["u2"].version  # type: ignore[union-attr]
-            await wait_until(
-                lambda: (
-                    (s := restarted.type_status(typeurls.WORKLOAD)) is not None
-                    and s.status is ConfigStatus.SYNCED
-                )
-            )
+            await synced(restarted)
+            # One new stream carried the whole resume.
+            assert client.connects == 2 and len(gate.delays) == 1
+        await gate.waiting(2)  # the restarted control plane stopped; no reconnect is allowed
         assert client.connects == 2
+
+
+async def test_a_control_plane_that_stops_while_an_update_is_applied_ends_the_stream_not_the_client(
+    tmp_path: Path,
+) -> None:
+    address = unix_address(tmp_path)
+    cache = SnapshotCache()
+    cache.set_snapshot(NODE, plan_v1())
+    applier = Applier()
+    applier.gate.clear()  # the agent is still applying the first update...
+    gate = ReconnectGate()
+    client = new_client(address, applier, sleep=gate)
+    async with running(client) as task:
+        async with serving(cache, address):
+            await wait_until(lambda: client.received_resources == len(plan_v1()))
+        # ...when the control plane stops: the ACK that follows goes to a finished call.
+        applier.gate.set()
+        await gate.waiting(1)
+        assert not task.done() and not client.connected
+        assert len(applier.updates) == 1 and client.connects == 1
+        # It reconnects and resumes like after any other cut.
+        async with serving(cache, address) as restarted:
+            gate.allow()
+            await synced(restarted)
+            assert client.connects == 2
 
 
 async def test_reconnects_back_off_exponentially_with_jitter(tmp_path: Path) -> None:
