@@ -5,8 +5,12 @@ Real kernel, real eBPF redirect, real node Envoys with the translator's config, 
 
 - new connection + one HTTP GET, timed by the client inside its pod, for each mode: direct (pod IP, neither
   pod meshed); eBPF + HBONE (the mesh: Service VIP, eBPF redirect, HBONE to the other node); iptables +
-  HBONE (same Envoy and config, a DNAT in node1's PREROUTING instead of eBPF); and both redirects to an
-  unmeshed pod IP, which Envoy passes through in plaintext (the redirect's cost without HBONE);
+  HBONE (same Envoy and config, a DNAT in node1's PREROUTING instead of eBPF); both redirects to an
+  unmeshed pod IP, which Envoy passes through in plaintext (the redirect's cost without HBONE); and direct
+  again while the DNAT rule is installed (what conntrack + NAT hooks cost a forwarded connection). Each mode
+  pays only for its own mechanism (bench.meshscene: the rule exists only in iptables rounds, the iptables
+  client is outside the cgroup nodemesh's programs attach to);
+- eBPF vs iptables at p50 and p99 with 95% intervals from a paired bootstrap over rounds (bench.rounds);
 - requests per second over K keep-alive connections for T seconds, direct vs the mesh;
 - the kernel's own run time of each nodemesh BPF program per new connection, per mode (bench.bpfstats), so
   the redirect's cost is measured directly rather than read off latency differences it is far below.
@@ -18,7 +22,7 @@ import asyncio
 import statistics
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from bench.benchmark import Benchmark, RunOptions
 from bench.bpfstats import ProgramRuns, bpf_stats, bpf_stats_unavailable_reason, difference, snapshot
@@ -32,9 +36,11 @@ from bench.meshscene import (
     datapath_unavailable_reason,
     interleaved_latency,
     process_cpu_s,
+    round_order,
 )
 from bench.result import BenchResult, Figure, Params, at_least, at_most, skipped
-from bench.stats import median_difference_interval, percentile
+from bench.rounds import Interval, paired_interval, quantile_difference, quantile_ratio
+from bench.stats import percentile
 
 NAME = "datapath"
 TITLE = "Data path: pod to pod across nodes, direct vs the mesh (eBPF + HBONE) vs an iptables redirect"
@@ -54,6 +60,8 @@ class DatapathCase:
     bpf_samples: int = 100
     # Samples per client process of the A/A control (0: not measured).
     control_samples: int = 0
+    # Rounds after which every client process is replaced by a fresh one (0: never).
+    rounds_per_process: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,7 +74,15 @@ class DatapathMeasurement:
     # Per mode; empty when bpftool or the stats sysctl is missing.
     bpf: Mapping[Mode, BpfCost]
     # eBPF + HBONE from the benchmark's client process and from a second one in the same pod (A/A).
-    control: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    control: Latencies | None = None
+    # node1's conntrack entries after the run, of the eBPF pod (must be 0: no conntrack in eBPF rounds)
+    # and of the iptables pod; and how often the rounds installed or removed the DNAT rule.
+    tracked_ebpf: int = 0
+    tracked_iptables: int = 0
+    iptables_toggles: int = 0
+    # TIME_WAIT sockets in the eBPF and the iptables client pods right after the timed runs.
+    time_wait_ebpf: int = 0
+    time_wait_iptables: int = 0
 
 
 RPS_MODES = (Mode.DIRECT, Mode.MESH)
@@ -88,6 +104,7 @@ async def measure_rps(scene: Scene, case: DatapathCase) -> Throughput:
     for index in range(case.rps_rounds):
         order = RPS_MODES if index % 2 == 0 else tuple(reversed(RPS_MODES))
         for mode in order:
+            await scene.prepare(mode)
             route = scene.routes[mode]
             pids = scene.pids(mode)
             before = {role: process_cpu_s(pid) for role, pid in pids.items()}
@@ -143,13 +160,15 @@ async def measure_bpf_cost(scene: Scene, case: DatapathCase) -> dict[Mode, BpfCo
     pin_dirs = [scene.topology.pin_dir(node.fabric) for node in scene.mesh.nodes]
     out: dict[Mode, BpfCost] = {}
     with bpf_stats():
-        for mode in Mode:
+        for mode in round_order(tuple(Mode), 0):
+            await scene.prepare(mode)
             route = scene.routes[mode]
             before = await asyncio.to_thread(snapshot, pin_dirs)
             answer = await route.client.command(route.latency(case.bpf_samples))
             after = await asyncio.to_thread(snapshot, pin_dirs)
             connections = len(_samples(answer)) + int(str(answer["errors"]))
             out[mode] = BpfCost(connections=connections, programs=_by_hook(difference(before, after)))
+    await scene.iptables.set(False)
     return out
 
 
@@ -158,17 +177,24 @@ def _samples(answer: Mapping[str, object]) -> list[object]:
     return samples if isinstance(samples, list) else []
 
 
-async def measure_control(scene: Scene, case: DatapathCase) -> tuple[tuple[float, ...], tuple[float, ...]]:
+async def measure_control(scene: Scene, case: DatapathCase) -> Latencies:
     """The same path (eBPF + HBONE, same pod) from two client processes, interleaved like the modes: how far
     apart two identical clients land says how large a difference between modes means anything."""
     mesh = scene.routes[Mode.MESH]
     twin = await asyncio.to_thread(PodClient, scene.topology, mesh.client.pod)
-    # interleaved_latency walks scene.routes by Mode: the IPTABLES_HBONE slot carries the twin here.
-    routes = {Mode.MESH: mesh, Mode.IPTABLES_HBONE: Route(client=twin, host=mesh.host, port=mesh.port)}
-    measured = await interleaved_latency(
-        replace(scene, routes=routes), tuple(routes), case.control_samples, case.batch
-    )
-    return measured.samples_us[Mode.MESH], measured.samples_us[Mode.IPTABLES_HBONE]
+    # interleaved_latency walks routes by Mode: the EBPF_PASSTHROUGH slot (no iptables) carries the twin.
+    routes = {Mode.MESH: mesh, Mode.EBPF_PASSTHROUGH: Route(client=twin, host=mesh.host, port=mesh.port)}
+    try:
+        return await interleaved_latency(
+            scene,
+            tuple(routes),
+            case.control_samples,
+            case.batch,
+            routes,
+            rounds_per_process=case.rounds_per_process,
+        )
+    finally:
+        await asyncio.to_thread(twin.stop)
 
 
 async def _agent_counters(scene: Scene) -> dict[str, float]:
@@ -181,12 +207,18 @@ async def _agent_counters(scene: Scene) -> dict[str, float]:
 
 async def measure(case: DatapathCase) -> DatapathMeasurement:
     async with datapath_scene() as scene:
-        latencies = await interleaved_latency(scene, tuple(Mode), case.samples, case.batch)
+        latencies = await interleaved_latency(
+            scene, tuple(Mode), case.samples, case.batch, rounds_per_process=case.rounds_per_process
+        )
+        time_wait_ebpf = await asyncio.to_thread(scene.time_wait, scene.ebpf_client)
+        time_wait_iptables = await asyncio.to_thread(scene.time_wait, scene.iptables_client)
         throughput = await measure_rps(scene, case)
         measure_bpf = case.bpf_samples > 0 and bpf_stats_unavailable_reason() is None
         bpf = await measure_bpf_cost(scene, case) if measure_bpf else {}
         control = await measure_control(scene, case) if case.control_samples > 0 else None
         counters = await _agent_counters(scene)
+        tracked_ebpf = await asyncio.to_thread(scene.tracked, scene.ebpf_client)
+        tracked_iptables = await asyncio.to_thread(scene.tracked, scene.iptables_client)
     return DatapathMeasurement(
         case=case,
         latencies=latencies,
@@ -194,7 +226,21 @@ async def measure(case: DatapathCase) -> DatapathMeasurement:
         agent_counters=counters,
         bpf=bpf,
         control=control,
+        tracked_ebpf=tracked_ebpf,
+        tracked_iptables=tracked_iptables,
+        iptables_toggles=scene.iptables.toggles,
+        time_wait_ebpf=time_wait_ebpf,
+        time_wait_iptables=time_wait_iptables,
     )
+
+
+def verdict(interval: Interval, tie: float) -> str:
+    """What a 95% interval of eBPF-vs-iptables (or on-vs-off) says relative to `tie`."""
+    if interval.high < tie:
+        return "lower, beyond noise"
+    if interval.low > tie:
+        return "higher, beyond noise"
+    return "no difference distinguishable from noise"
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -219,14 +265,15 @@ def figures(m: DatapathMeasurement) -> list[Figure]:
     def p(mode: Mode, q: float) -> float:
         return percentile(samples[mode], q)
 
-    low, high = median_difference_interval(samples[Mode.MESH], samples[Mode.DIRECT])
+    blocks = m.latencies.blocks_us
+    added = paired_interval(blocks[Mode.MESH], blocks[Mode.DIRECT], quantile_difference(50))
     out.append(
         Figure(
             name="mesh added latency, p50 (eBPF + HBONE - direct)",
             unit="us",
-            samples=(p(Mode.MESH, 50) - p(Mode.DIRECT, 50),),
+            samples=(added.value,),
             target=at_most(ADDED_P50_TARGET_US, source=TARGET_SOURCE),
-            note=f"95% CI {low:.0f}..{high:.0f} us",
+            note=f"95% CI {added.low:.0f}..{added.high:.0f} us",
         )
     )
     for destination, ebpf, iptables in (
@@ -234,28 +281,40 @@ def figures(m: DatapathMeasurement) -> list[Figure]:
         ("passthrough", Mode.EBPF_PASSTHROUGH, Mode.IPTABLES_PASSTHROUGH),
     ):
         params: Params = {"destination": destination}
-        low, high = median_difference_interval(samples[ebpf], samples[iptables])
         for q, label in ((50, "p50"), (99, "p99")):
-            interval = f"; p50 gap 95% CI {low:+.0f}..{high:+.0f} us" if q == 50 else ""
+            ratio = paired_interval(blocks[ebpf], blocks[iptables], quantile_ratio(q))
+            gap = paired_interval(blocks[ebpf], blocks[iptables], quantile_difference(q))
             out.append(
                 Figure(
                     name=f"eBPF / iptables redirect, {label}",
                     unit="x",
-                    samples=(_ratio(p(ebpf, q), p(iptables, q)),),
+                    samples=(ratio.value,),
                     params=params,
                     target=at_most(1.0, source=TARGET_SOURCE),
-                    note=f"{p(ebpf, q):.0f} vs {p(iptables, q):.0f} us{interval}",
+                    note=f"{p(ebpf, q):.0f} vs {p(iptables, q):.0f} us; ratio 95% CI {ratio.low:.3f}.."
+                    f"{ratio.high:.3f}, gap {gap.value:+.0f} us (CI {gap.low:+.0f}..{gap.high:+.0f}): "
+                    f"{verdict(ratio, 1.0)}",
                 )
             )
+    conntrack = paired_interval(blocks[Mode.DIRECT_CONNTRACK], blocks[Mode.DIRECT], quantile_difference(50))
+    out.append(
+        Figure(
+            name="conntrack + NAT hooks on node1, p50 (direct with the DNAT rule installed - without)",
+            unit="us",
+            samples=(conntrack.value,),
+            note=f"95% CI {conntrack.low:+.1f}..{conntrack.high:+.1f} us: {verdict(conntrack, 0.0)}",
+        )
+    )
     if m.control is not None:
-        first, twin = m.control
-        low, high = median_difference_interval(first, twin)
+        first, twin = m.control.blocks_us[Mode.MESH], m.control.blocks_us[Mode.EBPF_PASSTHROUGH]
+        control = paired_interval(first, twin, quantile_difference(50))
         out.append(
             Figure(
                 name="A/A control: eBPF + HBONE from two client processes in one pod, p50 difference",
                 unit="us",
-                samples=(percentile(first, 50) - percentile(twin, 50),),
-                note=f"95% CI {low:+.0f}..{high:+.0f} us: mode differences within this spread are noise",
+                samples=(control.value,),
+                note=f"95% CI {control.low:+.0f}..{control.high:+.0f} us: {verdict(control, 0.0)} (two "
+                "identical clients: a difference here is the method's own bias)",
             )
         )
     rps = m.throughput.rps
@@ -283,6 +342,22 @@ def figures(m: DatapathMeasurement) -> list[Figure]:
                 note=cost.describe(),
             )
         )
+    for destination, ebpf, iptables in (
+        ("HBONE", Mode.MESH, Mode.IPTABLES_HBONE),
+        ("passthrough", Mode.EBPF_PASSTHROUGH, Mode.IPTABLES_PASSTHROUGH),
+    ):
+        if ebpf in m.bpf and iptables in m.bpf:
+            extra = m.bpf[ebpf].ns_per_connection - m.bpf[iptables].ns_per_connection
+            out.append(
+                Figure(
+                    name="BPF run time per new connection, eBPF - iptables mode (the redirect's own)",
+                    unit="ns",
+                    samples=(extra,),
+                    params={"destination": destination},
+                    note="kernel-timed run time (bpf_stats), vs the iptables path's conntrack + NAT, which "
+                    "no counter here times (see the conntrack figure above)",
+                )
+            )
     out.append(
         Figure(
             name="requests per second, mesh / direct (medians)",
@@ -296,8 +371,22 @@ def figures(m: DatapathMeasurement) -> list[Figure]:
 
 def cases(options: RunOptions) -> DatapathCase:
     if options.quick:
-        return DatapathCase(samples=300, rps_seconds=2.0, rps_rounds=1, bpf_samples=100, control_samples=300)
-    return DatapathCase(samples=3000, rps_seconds=5.0, rps_rounds=3, bpf_samples=500, control_samples=2000)
+        return DatapathCase(
+            samples=400,
+            rps_seconds=2.0,
+            rps_rounds=1,
+            bpf_samples=100,
+            control_samples=400,
+            rounds_per_process=2,
+        )
+    return DatapathCase(
+        samples=6000,
+        rps_seconds=5.0,
+        rps_rounds=3,
+        bpf_samples=500,
+        control_samples=3000,
+        rounds_per_process=5,
+    )
 
 
 def _progress(m: DatapathMeasurement) -> str:
@@ -327,7 +416,8 @@ def run(options: RunOptions) -> BenchResult:
             "seconds per rps round": case.rps_seconds,
             "rps rounds": case.rps_rounds,
             "connections per mode with BPF run statistics on": case.bpf_samples,
-            "A/A control samples per client process": case.control_samples,
+            "A/A control samples per client": case.control_samples,
+            "rounds per client process": case.rounds_per_process,
         },
         notes=(
             "Two nodes of the integration fabric (network namespaces on one machine, veths and a bridge), "
@@ -336,14 +426,27 @@ def run(options: RunOptions) -> BenchResult:
             "Latency: each sample is a new TCP connection, one HTTP/1.1 GET and the whole response, timed "
             "inside the client pod (bench.podclient); every mode's server is a Python echo server on "
             "node2 (the meshed one for HBONE modes, an unmeshed twin otherwise). Modes run in rounds "
-            "of one batch each, the order rotated every round; one warm-up batch "
-            "per mode is discarded.",
+            "of one batch each, the order rotated every round (the iptables modes kept together); one "
+            "warm-up batch per mode is discarded.",
             "eBPF + HBONE is the mesh: the client calls the Service VIP, connect4 redirects to node1's "
             "Envoy, which opens (or reuses) an HBONE tunnel (mTLS, HTTP/2 CONNECT) to node2's Envoy. The "
             "iptables modes use a second client pod with the same namespace and service account (so the "
             "same Envoy config) that is not in the eBPF map: a DNAT in node1's PREROUTING sends its "
             "connections to Envoy's 15001 and Envoy reads SO_ORIGINAL_DST from conntrack (the getsockopt "
-            "program falls through to the kernel's answer when its map misses).",
+            "program on Envoy's cgroup misses its map and leaves the kernel's answer).",
+            "Each mode pays only for its own mechanism. The DNAT rule (and the nat table iptables-nft "
+            "makes for it) exists only while an iptables mode runs, so node1 has no conntrack or NAT hooks "
+            "in the other modes' rounds (conntrack hooks a netns only while a rule needs it); node1's "
+            f"conntrack held {measured.tracked_ebpf} entries of the eBPF pod after the run (0: none of "
+            f"its connections was tracked) and {measured.tracked_iptables} of the iptables pod; the rule "
+            f"was installed or removed {measured.iptables_toggles} times. The iptables pod's client runs "
+            "outside node1's "
+            "pod cgroup, so connect4, sockops and getpeername4 never run on its sockets; Envoy's cgroup "
+            "keeps getsockopt and sockops in both modes (one Envoy serves both).",
+            "eBPF vs iptables: the ratio of each mode's p50 (p99) over all its samples; the 95% intervals "
+            "come from a paired bootstrap over rounds (bench.rounds: whole rounds drawn with replacement, "
+            "the same rounds for both modes, since samples within a batch are not independent). 'Beyond "
+            "noise' means the interval excludes a tie; the target counts as met on the point estimate.",
             "Passthrough modes call the unmeshed server's pod IP: Envoy proxies them in plaintext (TCP), "
             "so they isolate the redirect itself.",
             "Requests per second: K threads in the client pod, one keep-alive connection each, GET after "
@@ -351,15 +454,21 @@ def run(options: RunOptions) -> BenchResult:
             "cost relative to an unproxied path on the same machine, not a capacity figure. The CPU each "
             "process on the path used per request (from /proc over the rounds) says where the time goes.",
             "BPF run time: after the timed runs, one batch of new connections per mode with "
-            "kernel.bpf_stats_enabled on (restored after; it adds two clock reads to every program run); "
-            "bpftool's run_cnt and run_time_ns of the run's pinned programs, before and after, give each "
-            "program's runs per connection and ns per run. Both nodes' programs count (the server side's "
-            "sockops and getpeername4 run in every mode, direct included).",
-            "A/A control: after the timed runs, eBPF + HBONE from the benchmark's client process and from a "
-            "second, identical one in the same pod, interleaved the same way. Identical clients on one path "
-            "have landed 10-50 us apart at p50 with 'significant' CIs (scheduling and placement of a process "
-            "on 2 shared vCPUs; batches are not independent samples), so an eBPF vs iptables p50 gap "
-            "smaller than this spread says nothing about the redirect; the BPF run time above does.",
+            "kernel.bpf_stats_enabled on (restored after; it adds two clock reads to every program run, "
+            "included in the figures); bpftool's run_cnt and run_time_ns of the run's pinned programs, "
+            "before and after, give each program's runs per connection and ns per run. Both nodes' "
+            "programs count (node2's sockops and getpeername4 run on the server side in every mode, direct "
+            "included; node1's on Envoy's sockets in every proxied mode).",
+            "Client processes: where the scheduler places a process on the 2 shared vCPUs has moved one "
+            "client's p50 by 10-50 us against an identical twin, more than any redirect costs, so every "
+            "client process is replaced by a fresh one after each few rounds, and the intervals draw whole "
+            "process generations (a few rounds each) rather than single samples or rounds.",
+            "A/A control: after the timed runs, eBPF + HBONE from the benchmark's client and from a second, "
+            "identical one in the same pod, interleaved and restarted the same way: how far apart two "
+            "identical clients land is the method's own bias; a mode difference within it means nothing.",
+            f"TIME_WAIT sockets right after the timed runs: {measured.time_wait_ebpf} in the eBPF pod (all "
+            f"towards Envoy's 15001: one shared ephemeral port space), {measured.time_wait_iptables} in the "
+            "iptables pod (its connections' peers are the VIP and the server, two port spaces).",
             f"node1 agent counters after the run: {counters or 'none found'}.",
         ),
     )

@@ -13,6 +13,14 @@ Envoys, agents, control plane) with a fixed set of pods, and clients that run in
 config for both (it classifies a connection by its source IP); only the redirect differs. Each pod reaches
 Envoy through exactly one mechanism, never both (DESIGN.md §5: PAWS). For the iptables pod, the agent's
 getsockopt program misses its map and leaves the kernel's (conntrack's) SO_ORIGINAL_DST answer in place.
+
+Each mode pays only for its own mechanism:
+- the DNAT rule exists only while an iptables mode runs (`IptablesRedirect`): conntrack hooks a netns only
+  while a rule needs them (nf_ct_netns_get/put), so with the rule and its nat table gone, node1 tracks
+  nothing and the eBPF and direct modes run without conntrack or NAT (`tracked` proves it);
+- the iptables pod's client process runs in the run's root cgroup, outside node1's cgroup where the agent
+  attaches connect4, sockops and getpeername4, so none of nodemesh's programs touch its sockets (Envoy's
+  cgroup keeps them: the same Envoy serves both modes).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from bench.clientproc import BenchError
-from integration.mesh import EchoReply, MeshHarness, MeshPod, Port
+from integration.mesh import EchoReply, MeshHarness, MeshNode, MeshPod, Port
 from integration.topology import VIP_NETWORK, Process, Topology, unavailable_reason
 
 BENCH_NS = "bench"
@@ -54,6 +62,8 @@ def datapath_unavailable_reason() -> str | None:
         return "no /sys/fs/bpf"
     if shutil.which("iptables") is None:
         return "iptables not installed (the redirect baseline needs it)"
+    if shutil.which("nft") is None:
+        return "nft not installed (the baseline removes its nat table with it between rounds)"
     from integration.envoy import find_envoy
 
     if find_envoy() is None:
@@ -63,19 +73,43 @@ def datapath_unavailable_reason() -> str | None:
 
 class PodClient:
     """`python -m bench.podclient` kept running in a pod; `command` sends one request and waits for its
-    answer (in a thread, so the control plane on this event loop keeps serving)."""
+    answer (in a thread, so the control plane on this event loop keeps serving). In the pod's cgroup unless
+    `cgroup` names another one (its netns is the pod's either way)."""
 
-    def __init__(self, topology: Topology, pod: MeshPod) -> None:
+    def __init__(self, topology: Topology, pod: MeshPod, *, cgroup: Path | None = None) -> None:
         self.pod = pod
-        self._process: Process = topology.spawn(
-            pod.fabric,
+        self._topology = topology
+        self._cgroup = cgroup
+        self._process = self._spawn()
+
+    def _spawn(self) -> Process:
+        process = self._topology.spawn(
+            self.pod.fabric,
             [sys.executable, "-m", "bench.podclient"],
+            cgroup=self._cgroup,
             stdin=True,
-            name=f"{pod.ref}:podclient",
+            name=f"{self.pod.ref}:podclient",
         )
-        ready = self._process.read_json(timeout=30)
+        ready = process.read_json(timeout=30)
         if ready.get("event") != "READY":
-            raise BenchError(f"{pod.ref}: the pod client said {ready}")
+            raise BenchError(f"{self.pod.ref}: the pod client said {ready}")
+        return process
+
+    def restart(self) -> None:
+        """A fresh client process in place of this one: where the scheduler puts a process on the shared
+        vCPUs moves its latencies by tens of us (the A/A control), so the rounds spread each mode over
+        several processes rather than betting it on one."""
+        self._topology.stop(self._process)
+        self._process = self._spawn()
+
+    def stop(self) -> None:
+        self._topology.stop(self._process)
+
+    def cgroup(self) -> Path:
+        """The cgroup v2 directory the client process runs in (from /proc/<pid>/cgroup)."""
+        lines = Path(f"/proc/{self.pid}/cgroup").read_text().splitlines()
+        relative = next(line.split(":", 2)[2] for line in lines if line.startswith("0::"))
+        return self._topology.cgroup.parent / relative.lstrip("/")
 
     @property
     def pid(self) -> int:
@@ -107,6 +141,65 @@ class Mode(StrEnum):
     IPTABLES_HBONE = "iptables + HBONE"
     EBPF_PASSTHROUGH = "eBPF + passthrough"
     IPTABLES_PASSTHROUGH = "iptables + passthrough"
+    # Direct, while node1's DNAT rule is installed (it does not match this client): what conntrack and the
+    # NAT hooks cost a connection that node1 only forwards, measured like every other mode.
+    DIRECT_CONNTRACK = "direct, node1 conntrack on"
+
+    @property
+    def needs_iptables(self) -> bool:
+        return self in _IPTABLES_MODES
+
+
+_IPTABLES_MODES = frozenset({Mode.IPTABLES_HBONE, Mode.IPTABLES_PASSTHROUGH, Mode.DIRECT_CONNTRACK})
+
+
+class IptablesRedirect:
+    """The baseline's DNAT in node1's PREROUTING (`iptables`, nf_tables backend), installed only while an
+    iptables mode runs. Removing it also deletes the nat table that iptables-nft created: the rule's NAT
+    expression holds conntrack on the netns, the table's base chain a NAT hook on every packet."""
+
+    def __init__(self, topology: Topology, node: MeshNode, client_ip: str) -> None:
+        self._topology = topology
+        self._node = node
+        self._rule = (
+            *("PREROUTING", "-s", f"{client_ip}/32", "-p", "tcp"),
+            *("-j", "DNAT", "--to-destination", f"{node.ip}:{OUTBOUND_PORT}"),
+        )
+        self.installed = False
+        # Installs and removals so far (the report says how often the rounds toggled it).
+        self.toggles = 0
+
+    def _iptables(self, action: str) -> None:
+        done = self._topology.run(self._node.fabric, ["iptables", "-t", "nat", action, *self._rule])
+        if done.returncode != 0:
+            raise BenchError(f"iptables {action} in {self._node.name}: {done.stderr.strip()}")
+
+    def _install(self) -> None:
+        self._iptables("-A")
+
+    def _remove(self) -> None:
+        self._iptables("-D")
+        # Nothing else in node1's netns uses NAT (the harness routes, it does not translate).
+        done = self._topology.run(self._node.fabric, ["nft", "delete", "table", "ip", "nat"])
+        if done.returncode != 0:
+            raise BenchError(f"nft delete table ip nat in {self._node.name}: {done.stderr.strip()}")
+
+    async def set(self, wanted: bool) -> None:
+        if wanted == self.installed:
+            return
+        await asyncio.to_thread(self._install if wanted else self._remove)
+        self.installed = wanted
+        self.toggles += 1
+
+
+def tracked(topology: Topology, node: MeshNode, source_ip: str) -> int:
+    """How many connections from `source_ip` node1's conntrack holds (entries outlive the hooks that made
+    them by their timeouts, 120 s after a close: call it on a source that only the checked modes use)."""
+    done = topology.run(node.fabric, ["cat", "/proc/net/nf_conntrack"])
+    if done.returncode != 0:
+        raise BenchError(f"/proc/net/nf_conntrack in {node.name}: {done.stderr.strip()}")
+    needle = f" src={source_ip} "
+    return sum(1 for line in done.stdout.splitlines() if needle in line)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,7 +229,26 @@ class Scene:
     server: MeshPod
     plain_server: MeshPod
     plain_client: MeshPod
+    ebpf_client: MeshPod
+    iptables_client: MeshPod
     service_ip: str
+    iptables: IptablesRedirect
+
+    async def prepare(self, mode: Mode) -> None:
+        """node1's netfilter as `mode` needs it: the DNAT rule (and so conntrack) only for iptables modes."""
+        await self.iptables.set(mode.needs_iptables)
+
+    def tracked(self, pod: MeshPod) -> int:
+        """node1's conntrack entries of connections from `pod` (see `tracked`)."""
+        return tracked(self.topology, self.mesh.nodes[0], pod.ip)
+
+    def time_wait(self, pod: MeshPod) -> int:
+        """TCP sockets in TIME_WAIT in `pod`'s netns: a redirected pod's connections all share one
+        (pod, *, Envoy, 15001) port space, so many recent connections make connect() search longer."""
+        done = self.topology.run(pod.fabric, ["ss", "-Htan", "state", "time-wait"])
+        if done.returncode != 0:
+            raise BenchError(f"ss in {pod.ref}: {done.stderr.strip()}")
+        return len(done.stdout.splitlines())
 
     def pids(self, mode: Mode) -> dict[str, int]:
         """The processes a request of `mode` runs through, by role (for CPU accounting)."""
@@ -144,11 +256,12 @@ class Scene:
         hbone = mode in (Mode.MESH, Mode.IPTABLES_HBONE)
         server = self.server if hbone else self.plain_server
         out = {"client": self.routes[mode].client.pid}
+        direct = mode in (Mode.DIRECT, Mode.DIRECT_CONNTRACK)
         for process in self.topology.processes:
             if process.name.startswith(f"{server.fabric.name}:http-server"):
                 out["server"] = process.pid
         envoys = (("node1 Envoy", node1), ("node2 Envoy", node2)) if hbone else (("node1 Envoy", node1),)
-        if mode is not Mode.DIRECT:
+        if not direct:
             for name, node in envoys:
                 if node.envoy is not None:
                     out[name] = node.envoy.process.pid
@@ -169,10 +282,10 @@ def _check(mode: Mode, reply: EchoReply, scene_client_ip: str, node_ip: str) -> 
         return f"no caller identity in XFCC ({xfcc!r}): not HBONE"
     if not hbone and xfcc:
         return f"unexpected XFCC {xfcc!r}"
-    expected_peer = scene_client_ip if mode is Mode.DIRECT else None
-    if expected_peer is not None and reply.peer_ip != expected_peer:
-        return f"the server saw {reply.peer_ip}, not the client {expected_peer}"
-    if mode is not Mode.DIRECT and not hbone and reply.peer_ip != node_ip:
+    direct = mode in (Mode.DIRECT, Mode.DIRECT_CONNTRACK)
+    if direct and reply.peer_ip != scene_client_ip:
+        return f"the server saw {reply.peer_ip}, not the client {scene_client_ip}"
+    if not direct and not hbone and reply.peer_ip != node_ip:
         return f"the server saw {reply.peer_ip}, not node1's Envoy {node_ip}"
     return None
 
@@ -210,14 +323,7 @@ async def _build(mesh: MeshHarness) -> Scene:
         BENCH_NS, "server", {"app": "server"}, [Port(name="http", port=SERVICE_PORT, target=SERVER_PORT)]
     )
     await mesh.wait_synced(within=60)
-    dnat = [
-        "iptables",
-        *("-t", "nat", "-A", "PREROUTING", "-s", f"{iptables_client.ip}/32", "-p", "tcp"),
-        *("-j", "DNAT", "--to-destination", f"{node1.ip}:{OUTBOUND_PORT}"),
-    ]
-    added = await asyncio.to_thread(mesh.topology.run, node1.fabric, dnat)
-    if added.returncode != 0:
-        raise BenchError(f"iptables in {node1.name}: {added.stderr.strip()}")
+    iptables = IptablesRedirect(mesh.topology, node1, iptables_client.ip)
     # A pod's packets leave through its node by proxy ARP, which the node gives only for addresses it
     # routes elsewhere; VIPs have no owner (an `unreachable` route), so without this the pod could not even
     # resolve a VIP's next hop. Through the node, as in a cluster where the node is the pod's gateway.
@@ -234,15 +340,39 @@ async def _build(mesh: MeshHarness) -> Scene:
         Mode.IPTABLES_HBONE: (iptables_client, vip),
         Mode.EBPF_PASSTHROUGH: (ebpf_client, plain),
         Mode.IPTABLES_PASSTHROUGH: (iptables_client, plain),
+        Mode.DIRECT_CONNTRACK: (plain_client, plain),
     }
-    for mode, (pod, (host, port)) in targets.items():
+    # The modes without iptables first, before the rule ever existed: then no conntrack entry of the eBPF
+    # pod can predate the run, and `tracked` of it must stay 0 throughout.
+    for mode, (pod, (host, port)) in sorted(targets.items(), key=lambda item: item[0].needs_iptables):
+        await iptables.set(mode.needs_iptables)
         reply = await mesh.call(pod, f"http://{host}:{port}/check")
         problem = _check(mode, reply, plain_client.ip, node1.ip)
         if problem is not None:
             raise BenchError(f"{mode.value} from {pod.ref} to {host}:{port}: {problem}\n{mesh.logs(20)}")
-    clients: dict[str, PodClient] = {}
-    for pod in (plain_client, ebpf_client, iptables_client):
-        clients[pod.ref] = await asyncio.to_thread(PodClient, mesh.topology, pod)
+    await iptables.set(False)
+    counts = [
+        await asyncio.to_thread(tracked, mesh.topology, node1, pod.ip)
+        for pod in (ebpf_client, iptables_client, plain_client)
+    ]
+    # The eBPF pod's connections ran only while the rule was out; the iptables pod's and the direct one
+    # made with the rule in (DIRECT_CONNTRACK) were tracked.
+    if counts[0] or not counts[1] or not counts[2]:
+        raise BenchError(
+            f"node1 conntrack entries: eBPF pod {counts[0]} (want 0), iptables pod {counts[1]} and direct "
+            f"client {counts[2]} (want some each)"
+        )
+    clients = {
+        plain_client.ref: await asyncio.to_thread(PodClient, mesh.topology, plain_client),
+        ebpf_client.ref: await asyncio.to_thread(PodClient, mesh.topology, ebpf_client),
+        # Outside node1's cgroup (the run's root cgroup holds no pod): no nodemesh program sees its sockets.
+        iptables_client.ref: await asyncio.to_thread(
+            PodClient, mesh.topology, iptables_client, cgroup=mesh.topology.cgroup
+        ),
+    }
+    unhooked = clients[iptables_client.ref].cgroup()
+    if unhooked.is_relative_to(node1.fabric.cgroup):
+        raise BenchError(f"the iptables client runs in {unhooked}, under node1's hooked cgroup")
     routes = {
         mode: Route(client=clients[pod.ref], host=host, port=port)
         for mode, (pod, (host, port)) in targets.items()
@@ -253,45 +383,112 @@ async def _build(mesh: MeshHarness) -> Scene:
         server=server,
         plain_server=plain_server,
         plain_client=plain_client,
+        ebpf_client=ebpf_client,
+        iptables_client=iptables_client,
         service_ip=service.cluster_ip,
+        iptables=iptables,
     )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Latencies:
-    """Per mode: every sample (us, measured in the pod) and how many requests failed (first error)."""
+    """Per mode: every sample (us, measured in the pod) by round, and how many requests failed (first
+    error). Round i of every mode ran back to back, so rounds pair the modes' samples."""
 
-    samples_us: Mapping[Mode, tuple[float, ...]]
+    rounds_us: Mapping[Mode, tuple[tuple[float, ...], ...]]
     errors: Mapping[Mode, int]
     first_error: Mapping[Mode, str]
+    # Rounds per client process (every client restarted after this many rounds; 0: never).
+    rounds_per_process: int = 0
+
+    @property
+    def samples_us(self) -> Mapping[Mode, tuple[float, ...]]:
+        return {mode: tuple(s for batch in rounds for s in batch) for mode, rounds in self.rounds_us.items()}
+
+    @property
+    def blocks_us(self) -> Mapping[Mode, tuple[tuple[float, ...], ...]]:
+        """Samples by client process generation (by round without restarts): the independent units a
+        bootstrap should draw, since rounds of one process share its placement."""
+        size = self.rounds_per_process or 1
+        return {
+            mode: tuple(
+                tuple(s for batch in rounds[start : start + size] for s in batch)
+                for start in range(0, len(rounds), size)
+            )
+            for mode, rounds in self.rounds_us.items()
+        }
 
 
-async def interleaved_latency(scene: Scene, modes: Sequence[Mode], samples: int, batch: int) -> Latencies:
-    """`samples` new-connection requests per mode, in rounds of `batch` per mode with the order rotated
-    every round, so a burst of noise on the shared machine lands on every mode alike. One warm-up batch
-    per mode first (connection pools, HBONE tunnels, caches), discarded."""
-    for mode in modes:
-        route = scene.routes[mode]
+def round_order(modes: Sequence[Mode], index: int) -> tuple[Mode, ...]:
+    """The modes of round `index`: the order rotated every round so a burst of noise lands on every mode
+    alike, with the iptables modes kept together (one install and one removal of the rule per round).
+    The iptables block rotates inside too."""
+    block = [mode for mode in modes if mode.needs_iptables]
+    units: list[tuple[Mode, ...]] = [(mode,) for mode in modes if not mode.needs_iptables]
+    if block:
+        shift = index % len(block)
+        units.append((*block[shift:], *block[:shift]))
+    shift = index % len(units)
+    return tuple(mode for unit in (*units[shift:], *units[:shift]) for mode in unit)
+
+
+async def interleaved_latency(
+    scene: Scene,
+    modes: Sequence[Mode],
+    samples: int,
+    batch: int,
+    routes: Mapping[Mode, Route] | None = None,
+    *,
+    rounds_per_process: int = 0,
+) -> Latencies:
+    """`samples` new-connection requests per mode, in rounds of `batch` per mode (`round_order`), node1's
+    netfilter set for each mode before its batch (`Scene.prepare`). One warm-up batch per mode first
+    (connection pools, HBONE tunnels, caches), discarded. Every `rounds_per_process` rounds (0: never)
+    each client process is replaced by a fresh one (`PodClient.restart`). `routes` overrides the
+    scene's (A/A control)."""
+    lanes = scene.routes if routes is None else routes
+    clients = list({id(lanes[mode].client): lanes[mode].client for mode in modes}.values())
+    for mode in round_order(modes, 0):
+        await scene.prepare(mode)
+        route = lanes[mode]
         await route.client.command(route.latency(min(batch, 20)))
-    collected: dict[Mode, list[float]] = {mode: [] for mode in modes}
+    collected: dict[Mode, list[tuple[float, ...]]] = {mode: [] for mode in modes}
+    done = dict.fromkeys(modes, 0)
     errors = dict.fromkeys(modes, 0)
     first: dict[Mode, str] = dict.fromkeys(modes, "")
     rounds = -(-samples // batch)
     for index in range(rounds):
-        shift = index % len(modes)
-        for mode in (*modes[shift:], *modes[:shift]):
-            route = scene.routes[mode]
-            count = min(batch, samples - len(collected[mode]) - errors[mode])
+        if rounds_per_process and index and index % rounds_per_process == 0:
+            # The restart order rotates too: a process spawned first or last could land on a vCPU (next to
+            # an Envoy, say) systematically, which the A/A control showed as a steady 20-40 us bias.
+            generation = index // rounds_per_process
+            shift = generation % len(clients)
+            for client in (*clients[shift:], *clients[:shift]):
+                await asyncio.to_thread(client.restart)
+            # A few discarded requests per mode, so no process's first connection counts.
+            for mode in round_order(modes, index):
+                await scene.prepare(mode)
+                await lanes[mode].client.command(lanes[mode].latency(3))
+        for mode in round_order(modes, index):
+            count = min(batch, samples - done[mode] - errors[mode])
             if count <= 0:
+                # An empty round keeps the modes' rounds paired by index (failed requests ended it early).
+                collected[mode].append(())
                 continue
+            await scene.prepare(mode)
+            route = lanes[mode]
             answer = await route.client.command(route.latency(count))
-            collected[mode].extend(float(s) for s in _floats(answer["samples_us"]))
+            values = tuple(float(s) for s in _floats(answer["samples_us"]))
+            collected[mode].append(values)
+            done[mode] += len(values)
             errors[mode] += int(str(answer["errors"]))
             first[mode] = first[mode] or str(answer["error"])
+    await scene.iptables.set(False)
     return Latencies(
-        samples_us={mode: tuple(values) for mode, values in collected.items()},
+        rounds_us={mode: tuple(values) for mode, values in collected.items()},
         errors=errors,
         first_error=first,
+        rounds_per_process=rounds_per_process,
     )
 
 

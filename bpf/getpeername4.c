@@ -1,6 +1,7 @@
 /* cgroup/getpeername4: a redirected client asking for its peer sees the original destination, not Envoy. */
 #include "lib/nodemesh.h"
 #include "lib/origdst.h"
+#include "lib/config.h"
 #include "lib/counters.h"
 
 static __always_inline void count(__u32 idx)
@@ -14,6 +15,13 @@ int nodemesh_getpeername4(struct bpf_sock_addr *ctx)
 {
     struct bpf_sock *sk = ctx->sk;
     if (!sk)
+        return 1;
+    /* Only a socket connected to Envoy's outbound port can be a redirected one: every other socket (Envoy's
+     * accepted ones, servers, unredirected clients) leaves before the hash lookup. The config is an array
+     * (the JIT inlines its lookup) that connect4 reads on every connect. */
+    __u32 zero = 0;
+    struct nodemesh_config *cfg = nodemesh_config.lookup(&zero);
+    if (!cfg || (__u16)sk->dst_port != cfg->outbound_port) /* both network order */
         return 1;
     /* The client's socket: local = pod, remote = Envoy listener. */
     struct nodemesh_tuple tuple = {

@@ -21,7 +21,14 @@ def _needs_the_data_path() -> None:
 
 async def test_datapath_measures_every_mode() -> None:
     case = datapath.DatapathCase(
-        samples=8, batch=4, connections=2, rps_seconds=0.3, rps_rounds=1, bpf_samples=4, control_samples=4
+        samples=8,
+        batch=4,
+        connections=2,
+        rps_seconds=0.3,
+        rps_rounds=1,
+        bpf_samples=4,
+        control_samples=4,
+        rounds_per_process=1,
     )
     measured = await datapath.measure(case)
 
@@ -36,7 +43,12 @@ async def test_datapath_measures_every_mode() -> None:
     assert any("hit" in k and v > 0 for k, v in counters.items()), counters
     names = {f.name for f in datapath.figures(measured)}
     assert "mesh added latency, p50 (eBPF + HBONE - direct)" in names
-    assert measured.control is not None and [len(s) for s in measured.control] == [4, 4]
+    assert measured.control is not None
+    assert [len(measured.control.samples_us[mode]) for mode in measured.control.samples_us] == [4, 4]
+    # Each mode paid only for its own redirect: node1 never tracked an eBPF connection (the DNAT rule,
+    # and with it conntrack, existed only in iptables rounds), and did track the iptables pod's.
+    assert measured.tracked_ebpf == 0 and measured.tracked_iptables > 0
+    assert measured.iptables_toggles >= 2
     if bpf_stats_unavailable_reason() is None:
         # The redirect's programs ran: the eBPF pod's connections went through connect4 and sockops.
         programs = measured.bpf[Mode.MESH].programs

@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing; safe to run on every `make setup`.
 set -euo pipefail
 
-packages=(python3-bpfcc bpftool iproute2 iptables linux-headers-amd64 tcpdump curl kubectl)
+packages=(python3-bpfcc bpftool iproute2 iptables nftables linux-headers-amd64 tcpdump curl kubectl)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
