@@ -286,6 +286,25 @@ class _NodeState:
 _Listeners = tuple[listener_pb2.Listener, ...]
 
 
+def _changed_ips(old: MeshSnapshot, new: MeshSnapshot) -> frozenset[str]:
+    """The IPs of pods whose mesh membership, identity or node (address) may differ between two snapshots."""
+    ips: set[str] = set()
+    for _, *workloads in old.workloads.diff(new.workloads).entries():
+        for w in workloads:
+            if w is not None:
+                ips.update(w.ips)
+    for mesh in (old, new):
+        for _, *nodes in old.nodes.diff(new.nodes).entries():
+            for n in nodes:
+                if n is not None:
+                    ips.update(chain.from_iterable(w.ips for w in mesh.workloads_on(n.name)))
+        for _, *namespaces in old.namespaces.diff(new.namespaces).entries():
+            for ns in namespaces:
+                if ns is not None:
+                    ips.update(chain.from_iterable(w.ips for w in mesh.workloads_in(ns.name)))
+    return frozenset(ips)
+
+
 def _security_sources(mesh: MeshSnapshot) -> tuple[object, object, object]:
     """The snapshot maps a node's authorization, HTTP ports and plan's mTLS modes read (besides its
     workloads)."""
@@ -386,7 +405,8 @@ class Translator:
         self._services_by_ip: dict[str, set[ObjectRef]] = {}
         self._template: tuple[OutboundParts, listener_pb2.Listener] | None = None
         # The pod listeners, the snapshot maps they were read from (by identity), and the pods they hold.
-        self._pods: tuple[_NodeSources, tuple[PodTunnel, ...], _Listeners] | None = None
+        self._pods: tuple[_NodeSources, _Listeners] | None = None
+        self._pod_tunnels: dict[str, Tunnel] = {}
         # Per consumer namespace: its `outbound_consumer|<ns>` and the chains tuple it was built from.
         self._consumer_listeners: dict[str, tuple[tuple[ConsumerChain, ...], listener_pb2.Listener]] = {}
 
@@ -403,15 +423,16 @@ class Translator:
                 policies=frozenset(mesh.traffic_policies),
                 removed_nodes=frozenset(),
             )
-            previous = None
+            previous, changed_ips = None, None
         else:
             impact = snapshot_impact(self._last[0], mesh)
-            tunnels = self._tunnel_impact(self._last[0], mesh)
+            changed_ips = _changed_ips(self._last[0], mesh)
+            tunnels = frozenset(chain.from_iterable(self._services_by_ip.get(ip, ()) for ip in changed_ips))
             if not tunnels <= impact.services:
                 impact = dataclasses.replace(impact, services=impact.services | tunnels)
             previous = self._last[1]
         try:
-            config = self._assemble(mesh, impact, previous)
+            config = self._assemble(mesh, impact, previous, changed_ips)
         except BaseException:
             # The per-Service state may be half updated: never diff against it.
             self._reset()
@@ -421,7 +442,13 @@ class Translator:
             self._nodes.pop(name, None)
         return config
 
-    def _assemble(self, mesh: MeshSnapshot, impact: Impact, previous: MeshConfig | None) -> MeshConfig:
+    def _assemble(
+        self,
+        mesh: MeshSnapshot,
+        impact: Impact,
+        previous: MeshConfig | None,
+        changed_ips: frozenset[str] | None,
+    ) -> MeshConfig:
         empty: PMap[str, cluster_pb2.Cluster] = PMap()
         if previous is None:
             empty = empty.set(naming.PASSTHROUGH, self._passthrough)
@@ -507,7 +534,7 @@ class Translator:
             route_configs=route_configs.result(),
             consumer_chains=consumer_chains,
             outbound=outbound,
-            pods=self._pods_listeners(mesh),
+            pods=self._pods_listeners(mesh, changed_ips),
             service_vips=vips.result(),
             diagnostics=diagnostics,
         )
@@ -515,38 +542,37 @@ class Translator:
             return previous  # nothing mesh-wide changed: nodes can keep their whole NodeConfig
         return config
 
-    def _tunnel_impact(self, old: MeshSnapshot, new: MeshSnapshot) -> frozenset[ObjectRef]:
-        """Services with an endpoint at a pod whose mesh membership, identity or node address may differ."""
-        ips: set[str] = set()
-        for _, *workloads in old.workloads.diff(new.workloads).entries():
-            for w in workloads:
-                if w is not None:
-                    ips.update(w.ips)
-        for mesh in (old, new):
-            for _, *nodes in old.nodes.diff(new.nodes).entries():
-                for n in nodes:
-                    if n is not None:
-                        ips.update(chain.from_iterable(w.ips for w in mesh.workloads_on(n.name)))
-            for _, *namespaces in old.namespaces.diff(new.namespaces).entries():
-                for ns in namespaces:
-                    if ns is not None:
-                        ips.update(chain.from_iterable(w.ips for w in mesh.workloads_in(ns.name)))
-        return frozenset(chain.from_iterable(self._services_by_ip.get(ip, ()) for ip in ips))
-
-    def _pods_listeners(self, mesh: MeshSnapshot) -> tuple[listener_pb2.Listener, ...]:
-        """`outbound_pods` and `outbound_pod_nodes`: rebuilt only when a node, pod or enrollment changed, and
-        then the previous objects again if no meshed pod's IP, node or identity did."""
+    def _pods_listeners(self, mesh: MeshSnapshot, changed_ips: frozenset[str] | None) -> _Listeners:
+        """`outbound_pods` and `outbound_pod_nodes`. Only the pods at `changed_ips` (all when None) are looked
+        at again, and the listeners are rebuilt only when one of them entered, left or moved in the mesh: a
+        readiness flip or a label change costs a lookup per changed pod, not a pass over the mesh."""
         sources = _NodeSources.of(mesh)
         if self._pods is not None and self._pods[0].same(sources):
-            return self._pods[2]
-        ips = sorted({ip for w in mesh.workloads.values() for ip in w.ips})
-        pods = tuple(PodTunnel(ip=ip, tunnel=tunnel) for ip, tunnel in self._tunnels(mesh, frozenset(ips)))
-        if self._pods is not None and self._pods[1] == pods:
-            listeners = self._pods[2]
+            return self._pods[1]
+        tunnels = self._pod_tunnels
+        if changed_ips is None or self._pods is None:
+            ips = frozenset(ip for w in mesh.workloads.values() for ip in w.ips)
+            tunnels.clear()
         else:
+            ips = changed_ips
+        changed = False
+        found = dict(self._tunnels(mesh, ips))
+        for ip in ips:
+            tunnel = found.get(ip)
+            if tunnels.get(ip) == tunnel:
+                continue
+            changed = True
+            if tunnel is None:
+                del tunnels[ip]
+            else:
+                tunnels[ip] = tunnel
+        if self._pods is not None and not changed:
+            listeners = self._pods[1]
+        else:
+            pods = [PodTunnel(ip=ip, tunnel=t) for ip, t in tunnels.items()]
             listeners = build_pods_listeners(pods)
             self.builds[BuildKind.LISTENER] += 1
-        self._pods = (sources, pods, listeners)
+        self._pods = (sources, listeners)
         return listeners
 
     def _index_addresses(self, ref: ObjectRef, addresses: frozenset[str]) -> None:

@@ -10,7 +10,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import wrappers_pb2
 
 from controlplane.ca.identity import SpiffeId
-from controlplane.model.objects import Delete, Upsert
+from controlplane.model.objects import Delete, MeshObject, Upsert
 from controlplane.translate import naming
 from controlplane.translate.hbone import (
     LOCAL_IP_STATE,
@@ -21,7 +21,7 @@ from controlplane.translate.hbone import (
     server_name,
 )
 from controlplane.translate.pods import TUNNEL_ADDRESS_STATE
-from controlplane.translate.translator import Translator, translate_node
+from controlplane.translate.translator import BuildKind, Translator, translate_node
 from tests.translate.builders import mesh, namespace, node, pod, service, tcp_port
 from tests.translate.chains import chain_for
 from tests.translate.sample import sample_mesh
@@ -147,3 +147,37 @@ def test_a_pod_on_a_node_without_an_address_passes_through() -> None:
     listener = translate_node(m, "n1").listeners[naming.OUTBOUND_PODS]
     assert _by_ip(listener) == {}
     assert not listener.HasField("filter_chain_matcher")
+
+
+def test_incremental_updates_match_a_fresh_translation() -> None:
+    """Each step is looked at only through the pods it touched; the result must be what a translator that
+    sees the snapshot for the first time builds, and a change that moves no pod in or out rebuilds nothing."""
+    translator = Translator()
+    m = sample_mesh()
+    translator.translate_node(m, "node-a")
+    steps: list[tuple[str, MeshObject]] = [
+        # Readiness flips: membership unchanged, nothing rebuilt.
+        ("flip", pod("shop", "ratings-1", "node-b", "10.1.0.30", sa="ratings", ready=False)),
+        ("add", pod("shop", "ratings-2", "node-a", "10.1.0.31", sa="ratings")),
+        ("node", node("node-b", "10.0.0.9", zone="z2")),
+        ("unenroll", namespace("web", enrolled=False)),
+        ("opt-out", pod("db", "postgres-0", "node-a", "10.1.0.40", sa="postgres", opted_out=True)),
+    ]
+    for label, obj in steps:
+        before = translator.builds[BuildKind.LISTENER]
+        previous = translator.translate_node(m, "node-a").listeners
+        m = m.apply(Upsert(obj=obj))
+        listeners = translator.translate_node(m, "node-a").listeners
+        fresh = translate_node(m, "node-a").listeners
+        for name in (naming.OUTBOUND_PODS, naming.OUTBOUND_POD_NODES):
+            assert listeners[name] == fresh[name], (label, name)
+        if label == "flip":
+            assert listeners[naming.OUTBOUND_PODS] is previous[naming.OUTBOUND_PODS]
+            assert translator.builds[BuildKind.LISTENER] == before
+    final = _by_ip(translator.translate_node(m, "node-a").listeners[naming.OUTBOUND_POD_NODES])
+    assert final == {
+        "10.1.0.20": "pods|10.0.0.1:15008",
+        "10.1.0.21": "pods|10.0.0.9:15008",
+        "10.1.0.30": "pods|10.0.0.9:15008",
+        "10.1.0.31": "pods|10.0.0.1:15008",
+    }
