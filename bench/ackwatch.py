@@ -61,6 +61,7 @@ class _HookedStatus(StreamStatus):
         resources: Mapping[str, str],
         size: int,
         delta_changes: Mapping[str, str | None] | None = None,
+        delta_replaces: bool = False,
     ) -> None:
         super().record_sent(
             type_url,
@@ -69,6 +70,7 @@ class _HookedStatus(StreamStatus):
             resources=resources,
             size=size,
             delta_changes=delta_changes,
+            delta_replaces=delta_replaces,
         )
         # `delta_changes` is what the response carried: for delta what it changed (None: removed); for SotW
         # every resource of a full response, but only the changed ones in later EDS/RDS responses.

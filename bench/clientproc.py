@@ -21,7 +21,18 @@ class ClientProcess:
     Leaving the block closes the child's stdin, which ends it; its counters are then in `stats`.
     """
 
-    def __init__(self, address: str, clients: int, variant: Variant, *, node_prefix: str) -> None:
+    def __init__(
+        self,
+        address: str,
+        clients: int,
+        variant: Variant,
+        *,
+        node_prefix: str,
+        first_index: int = 0,
+        index_width: int = 5,
+        lean: bool = False,
+        memory_cap: int = 0,
+    ) -> None:
         self._argv = [
             sys.executable,
             "-m",
@@ -34,6 +45,12 @@ class ClientProcess:
             variant.value,
             "--node-prefix",
             node_prefix,
+            "--first-index",
+            str(first_index),
+            "--index-width",
+            str(index_width),
+            *(["--lean"] if lean else []),
+            *(["--memory-cap", str(memory_cap)] if memory_cap else []),
         ]
         self._proc: asyncio.subprocess.Process | None = None
         self._exited: asyncio.Task[int] | None = None

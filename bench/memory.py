@@ -47,3 +47,11 @@ def release_freed_memory() -> None:
     trim = getattr(libc, "malloc_trim", None)  # glibc only
     if trim is not None:
         trim(0)
+
+
+def available_bytes() -> int:
+    """MemAvailable: what the machine can still give without swapping (other work shares it)."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    raise LookupError("no MemAvailable in /proc/meminfo")

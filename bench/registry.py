@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from bench import ca, cpmemory, datapath, envoy_memory, hbone, translate, xds_push
+from bench import ca, cpmemory, datapath, envoy_memory, hbone, translate, xds_push, xds_scale
 from bench.benchmark import Benchmark
 
 BENCHMARKS: tuple[Benchmark, ...] = (
     xds_push.BENCHMARK,
     translate.BENCHMARK,
     cpmemory.BENCHMARK,
+    xds_scale.BENCHMARK,
     datapath.BENCHMARK,
     hbone.BENCHMARK,
     envoy_memory.BENCHMARK,

@@ -66,7 +66,7 @@ def _ip(prefix: int, i: int, j: int) -> str:
     return f"10.{prefix + (i >> 8)}.{i & 0xFF}.{j}"
 
 
-def _slice(i: int, endpoints: int, moved: int = 0) -> EndpointSlice:
+def endpoint_slice(i: int, endpoints: int, moved: int = 0) -> EndpointSlice:
     """Service i's endpoints; `moved` > 0 gives one endpoint another port (an endpoint-only change)."""
     return EndpointSlice(
         namespace=_ns(i),
@@ -122,7 +122,7 @@ def build_mesh(shape: MeshShape, *, identities: bool = False) -> MeshSnapshot:
                 ports=(ServicePort(name="http", port=80, target_port=8080),),
             )
         )
-        objects.append(_slice(i, shape.endpoints_per_service))
+        objects.append(endpoint_slice(i, shape.endpoints_per_service))
         if i % 10 == 0:
             objects.append(_route(i, shape.services, consumer=False))
         if i % 50 == 1:  # in ns-1, routed for ns-0's clients
@@ -196,7 +196,7 @@ class WarmTranslator:
         # A stride coprime with the sizes spreads the changes over the Services.
         i = (self.changes * 7919) % self.shape.services
         self.mesh = self.mesh.apply(
-            Upsert(obj=_slice(i, self.shape.endpoints_per_service, moved=self.changes))
+            Upsert(obj=endpoint_slice(i, self.shape.endpoints_per_service, moved=self.changes))
         )
         before = Counter(self.translator.builds)
         started = time.perf_counter()

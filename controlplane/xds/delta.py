@@ -14,6 +14,7 @@ every stream); a first response or a subscription change looks at every name.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -22,6 +23,7 @@ import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
 from controlplane.xds import typeurls
+from controlplane.xds.held import HeldVersions
 from controlplane.xds.resource import Resource
 from controlplane.xds.snapshot import ResourceSet, SetDiff, Snapshot
 from controlplane.xds.status import Variant
@@ -48,7 +50,8 @@ class _TypeState:
     wildcard: bool = False
     names: frozenset[str] = frozenset()
     # What the client holds, as far as this stream knows.
-    known: dict[str, str] = field(default_factory=dict)
+    # (A shared whole-set map plus this stream's own changes: see HeldVersions.)
+    known: HeldVersions = field(default_factory=HeldVersions)
     # Subscribed names already reported as not existing.
     reported_absent: set[str] = field(default_factory=set)
     # Names to resend even if the client holds them (endpoints of clusters just pushed).
@@ -94,7 +97,7 @@ class DeltaStream(StreamBase[_TypeState], StreamMachine):
             if self.status is not None:
                 self.status.record_subscribed(type_url)  # CSDS shows it NOT_SENT until answered
             initial = dict(request.initial_resource_versions)
-            state.known = dict(initial)
+            state.known = HeldVersions(initial)
             state.wildcard = not subscribe and type_url in typeurls.WILDCARD_TYPES
         elif nonce:
             self._ack_or_nack(type_url, state, nonce, request)
@@ -108,8 +111,9 @@ class DeltaStream(StreamBase[_TypeState], StreamMachine):
             state.reported_absent -= names
             # An explicit (re)subscription asks for the resource again, unless the client just told us,
             # reconnecting, which version it holds.
-            for name in (names & state.known.keys()) - initial.keys():
-                del state.known[name]
+            if state.known:  # a first subscription (the usual case at scale) has nothing to forget
+                for name in (names & state.known.keys()) - initial.keys():
+                    del state.known[name]
         if unsubscribe:
             names = set(unsubscribe)
             if "*" in names:
@@ -185,11 +189,16 @@ class DeltaStream(StreamBase[_TypeState], StreamMachine):
             self._rewarm_endpoints(sending)
         whole = len(sending) == len(named)  # every resource of the set (a first response, usually)
         sent = named.versions if whole else {r.name: r.version for r in sending}
-        state.known.update(sent)
+        if whole:
+            # What the client held is a subset of the set (_scan and _step drop every other name), so it
+            # now holds exactly the set: share its versions map rather than copy it into every stream.
+            state.known.replace(sent)
+        else:
+            state.known.update(sent)
         if state.reported_absent:
             state.reported_absent -= sent.keys()
-        changes: dict[str, str | None] = dict(sent)
-        changes.update(dict.fromkeys(removed))
+        replaces = whole and not removed
+        changes: Mapping[str, str | None] = sent if replaces else {**sent, **dict.fromkeys(removed)}
         nonce = self._nonces.next()
         state.outstanding[nonce] = basis
         while len(state.outstanding) > _MAX_OUTSTANDING:
@@ -204,11 +213,14 @@ class DeltaStream(StreamBase[_TypeState], StreamMachine):
             type_url=type_url,
             version=basis,
             nonce=nonce,
-            parts=(header.SerializeToString(), *(part for r in sending for part in r.delta_parts)),
+            # The whole set's body is listed once and shared by every stream sending it.
+            header=header.SerializeToString(),
+            body=named.delta_parts if whole else tuple(part for r in sending for part in r.delta_parts),
             holds=MappingProxyType(state.known),
             resource_count=len(sending),
             removed=tuple(sorted(removed)),
             changes=changes,
+            replaces=replaces,
         )
 
     @staticmethod

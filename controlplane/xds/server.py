@@ -16,6 +16,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.status.v3 import csds_pb2_grpc
 from prometheus_client import CollectorRegistry
 
+from controlplane.xds.budget import PushBudget
 from controlplane.xds.cache import SnapshotSource
 from controlplane.xds.csds import CsdsServicer
 from controlplane.xds.delta import DeltaHandler
@@ -45,9 +46,15 @@ class ServerSettings:
     max_connection_age: float | None = 1800.0
     max_connection_age_grace: float = 10.0
     max_concurrent_pushes: int = 64
+    # Bytes of the responses being written at once: each is joined into one buffer and gRPC holds a copy
+    # until written, so this bounds the memory a cold start of a large mesh needs (about twice this).
+    max_push_bytes: int = 128 * 2**20
     # How long one push may hold a concurrency permit while its client is slow to read.
     push_permit_timeout: float = 1.0
-    max_resource_names: int = 10_000
+    # Names one request may list. Envoy subscribes to every EDS cluster and RDS route of its node by name:
+    # 10,000 Services already make 10,200 route names (issue 7's scale), so leave room; the request's
+    # bytes are bounded by max_request_bytes anyway.
+    max_resource_names: int = 100_000
     max_request_bytes: int = 16 * 1024 * 1024
     unix_socket_mode: int = 0o660
     stop_grace: float = 5.0
@@ -111,7 +118,9 @@ class XdsServer:
             snapshots=self._snapshots,
             registry=self.registry,
             metrics=self.metrics,
-            push_permits=asyncio.Semaphore(self.settings.max_concurrent_pushes),
+            push_budget=PushBudget(
+                pushes=self.settings.max_concurrent_pushes, max_bytes=self.settings.max_push_bytes
+            ),
             push_permit_timeout=self.settings.push_permit_timeout,
             closing=self._closing,
         )

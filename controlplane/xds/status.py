@@ -9,8 +9,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Protocol
+from typing import Protocol, cast
 
+from controlplane.xds.held import HeldVersions
 from controlplane.xds.snapshot import Snapshot
 
 _NO_VERSIONS: Mapping[str, str] = MappingProxyType({})
@@ -103,7 +104,7 @@ class _TypeRecord:
     sent_resources: Mapping[str, str] = field(default_factory=lambda: _NO_VERSIONS)
     # SotW: the contents of the ACKed response; delta: a dict updated in place from each ACKed response.
     acked_resources: Mapping[str, str] = field(default_factory=lambda: _NO_VERSIONS)
-    delta_acked: dict[str, str] | None = None
+    delta_acked: HeldVersions | None = None
     responses_sent: int = 0
     bytes_sent: int = 0
 
@@ -160,7 +161,8 @@ class StreamStatus:
     _registry: ProxyStatusRegistry
     _types: dict[str, _TypeRecord] = field(default_factory=dict)
     # Delta: versions each outstanding nonce carried, applied to the ACKed set when that nonce is ACKed.
-    _pending: dict[str, Mapping[str, str | None]] = field(default_factory=dict)
+    # With each: whether the client then holds exactly those (a whole-set response: kept by reference).
+    _pending: dict[str, tuple[Mapping[str, str | None], bool]] = field(default_factory=dict)
     # The snapshot the stream last evaluated, recorded once the responses it caused were written.
     evaluated: Snapshot | None = None
     # Types whose last response awaits its ACK or NACK: kept as a count so "in sync?" is O(1).
@@ -178,6 +180,16 @@ class StreamStatus:
             and not self.unsettled
             and not any(r.errored for r in self._types.values())
         )
+
+    def synced_types(self) -> frozenset[str]:
+        """Types whose last response the client ACKed (CSDS SYNCED): O(types), no copies, for listeners
+        that need more than "nothing outstanding" (a type not yet subscribed is not listed)."""
+        return frozenset(t for t, r in self._types.items() if r.sent_nonce and r.acked_nonce == r.sent_nonce)
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes of every response written on this stream, all types."""
+        return sum(r.bytes_sent for r in self._types.values())
 
     def record_evaluated(self, snapshot: Snapshot) -> None:
         """The stream has looked at `snapshot` and written every response it called for."""
@@ -206,16 +218,18 @@ class StreamStatus:
         resources: Mapping[str, str],
         size: int,
         delta_changes: Mapping[str, str | None] | None = None,
+        delta_replaces: bool = False,
     ) -> None:
         """`resources`: what the client should now hold, kept by reference (the caller does not mutate it,
         or it is a live view); for delta, `delta_changes` is what this response changed (None: removed),
-        applied to the ACKed set on ACK. SotW passes what the response carried (informational: a SotW ACK
-        means the client holds `resources`, which SotW never mutates)."""
+        applied to the ACKed set on ACK; `delta_replaces`: the client then holds exactly `delta_changes`
+        (a whole set, no removals), which is kept by reference. SotW passes what the response carried
+        (informational: a SotW ACK means the client holds `resources`, which SotW never mutates)."""
         record = self._get(type_url)
         if record.settled:
             self.unsettled += 1
         if delta_changes is not None and self.info.variant is Variant.DELTA:
-            self._pending[nonce] = delta_changes
+            self._pending[nonce] = (delta_changes, delta_replaces)
             while len(self._pending) > _MAX_PENDING:  # a client that never ACKs
                 del self._pending[next(iter(self._pending))]
         record.sent_version = version
@@ -228,13 +242,18 @@ class StreamStatus:
     def record_ack(self, type_url: str, *, nonce: str, version: str) -> None:
         record = self._get(type_url)
         was_settled = record.settled
-        changes = self._pending.pop(nonce, None)
+        pending = self._pending.pop(nonce, None)
+        changes = None if pending is None else pending[0]
         if changes is None:
             record.acked_resources = record.sent_resources
         else:
             if record.delta_acked is None:
-                record.delta_acked = {}
+                record.delta_acked = HeldVersions()
                 record.acked_resources = MappingProxyType(record.delta_acked)
+            if pending is not None and pending[1]:
+                # Holds exactly the set that was sent (no None in it): share it, do not copy it per stream.
+                record.delta_acked.replace(cast(Mapping[str, str], changes))
+                changes = {}
             for name, resource_version in changes.items():
                 if resource_version is None:
                     record.delta_acked.pop(name, None)

@@ -16,6 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import grpc
 
 from controlplane.xds import typeurls
+from controlplane.xds.budget import PushBudget
 from controlplane.xds.cache import SnapshotSource, SnapshotWatch
 from controlplane.xds.errors import InvalidRequestError
 from controlplane.xds.metrics import XdsMetrics
@@ -39,18 +40,27 @@ class Push:
     type_url: str
     version: str
     nonce: str
-    # The encoded response in pieces (header, then resource fragments or a set's shared body): joined only
-    # once the push holds a permit, so a push to many streams never holds every stream's bytes at once.
-    parts: tuple[bytes, ...]
+    # The encoded response in pieces: the header, then the body (resource fragments, or a whole set's
+    # shared tuple of them, kept by reference: a thousand streams waiting to send the same 10,000
+    # resources must not each hold a copy of the list). Joined only once the push holds a share of the
+    # budget, so a push to many streams never holds every stream's bytes at once.
+    header: bytes
+    body: tuple[bytes, ...]
     # Names and versions the client holds for this type once it applies the response.
     holds: Mapping[str, str]
     resource_count: int
     removed: tuple[str, ...] = ()
     # Delta: what this response changed (None: removed). SotW: the resources it carried.
     changes: Mapping[str, str | None] | None = None
+    # Delta: the client then holds exactly `changes` (a whole set, shared by reference, never mutated).
+    replaces: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.header) + sum(map(len, self.body))
 
     def encode(self) -> bytes:
-        return b"".join(self.parts)
+        return b"".join((self.header, *self.body))
 
 
 class Nonces:
@@ -89,7 +99,7 @@ class StreamBase(Generic[S]):
         self,
         snapshots: SnapshotSource,
         *,
-        max_names: int = 10_000,
+        max_names: int = 100_000,
         open_status: OpenStatus | None = None,
         nonces: Nonces | None = None,
         metrics: XdsMetrics | None = None,
@@ -149,7 +159,7 @@ class StreamEnv:
     snapshots: SnapshotSource
     registry: ProxyStatusRegistry
     metrics: XdsMetrics
-    push_permits: asyncio.Semaphore
+    push_budget: PushBudget
     # How long a push may hold a permit while its client is slow to read; then it writes without one.
     push_permit_timeout: float
     closing: asyncio.Event
@@ -289,23 +299,24 @@ async def _write(
     push: Push, machine: StreamMachine, context: grpc.aio.ServicerContext[Any, bytes], env: StreamEnv
 ) -> int:
     """Write one push; the bytes written."""
-    permits = env.push_permits
-    await permits.acquire()
+    budget = env.push_budget
+    size = push.size
+    await budget.acquire(size)
     released = False
 
     def release() -> None:
         nonlocal released
         if not released:
             released = True
-            permits.release()
+            budget.release(size)
 
     # A client that does not read keeps its permit only this long, so it cannot starve the others; the
     # write itself goes on without one.
     timer = asyncio.get_running_loop().call_later(env.push_permit_timeout, release)
     try:
-        # Encoded only now, holding a permit: at most max_concurrent_pushes responses are built at once.
+        # Encoded only now, holding a share of the budget: the responses built at once are bounded in
+        # number and in bytes (ServerSettings.max_concurrent_pushes, max_push_bytes).
         data = push.encode()
-        size = len(data)
         await context.write(data)
     finally:
         timer.cancel()
@@ -318,6 +329,7 @@ async def _write(
             resources=push.holds,
             size=size,
             delta_changes=push.changes,
+            delta_replaces=push.replaces,
         )
     # One line per stream and push is too many at INFO on a large mesh: the publisher logs each push once.
     if logger.isEnabledFor(logging.DEBUG):

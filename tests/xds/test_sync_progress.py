@@ -101,3 +101,20 @@ async def test_the_serving_loop_records_the_snapshot_each_stream_evaluated(xds: 
     xds.cache.set_snapshot("node-1", second)
     await wait_until(lambda: status.evaluated is second)
     assert status.in_sync(second) and status.unsettled == 0
+
+
+def test_synced_types_lists_only_types_whose_last_response_was_acked_and_bytes_add_up() -> None:
+    registry = ProxyStatusRegistry()
+    stream = registry.open_stream(node_id="n", cluster="c", node_bytes=b"", peer="p", variant=Variant.SOTW)
+    stream.record_subscribed(t.ROUTE)  # asked for, nothing sent: not synced
+    stream.record_sent(t.CLUSTER, version="1", nonce="00000000-1", resources={}, size=10)
+    stream.record_sent(t.LISTENER, version="1", nonce="00000000-2", resources={}, size=5)
+    assert stream.synced_types() == frozenset()
+    stream.record_ack(t.CLUSTER, nonce="00000000-1", version="1")
+    assert stream.synced_types() == {t.CLUSTER}
+    stream.record_sent(t.CLUSTER, version="2", nonce="00000000-3", resources={}, size=7)
+    assert stream.synced_types() == frozenset()  # the newer CDS response is outstanding
+    stream.record_nack(t.CLUSTER, nonce="00000000-3", version="2", message="no")
+    stream.record_ack(t.LISTENER, nonce="00000000-2", version="1")
+    assert stream.synced_types() == {t.LISTENER}  # a NACK is not synced
+    assert stream.bytes_sent == 22
