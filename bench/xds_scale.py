@@ -597,6 +597,18 @@ def run(options: RunOptions) -> BenchResult:
             "SotW at 10,000 x 1,000 is not run: 500 simulated SotW clients per process outgrew their memory "
             "cap (over 3 GB: gRPC assembles each client's whole responses, up to 9 MB, for every stream at "
             "once); delta at that scale and SotW at 1,000 x 100 are measured.",
+            "Gap and plan, peak RSS at 10,000 x 1,000: the peak is transient (about 0.7 GB after the first "
+            "push, up to 2.5 GB during the cold start, back to 1.4 GB after it). Our own in-flight response "
+            "bytes are bounded (PushBudget, 128 MiB), so the excess is below us: grpc.aio completes a write "
+            "once the message is queued in its transport, so many streams' 22 MiB first responses can be "
+            "queued at once, and 1,000 streams' 10,000-name subscriptions arrive together. Plan: confirm "
+            "with a heap and transport dump at 10,000 x 200; then hold a response's budget until the "
+            "client's ACK (flow control on ACKs), and bound request read-ahead.",
+            "Profile of the cold start (cProfile of a case run with `python -m bench.xds_scale`): "
+            "translation is 6.7 s of the 11.4 s first push; the 8.7 MiB `outbound_services` listener is "
+            "about 40% of each node's 22.5 MiB and sets the cold start's serving cost; full GC pauses reach "
+            "1 s at this heap size (gc.freeze after a push is the candidate fix, not applied: it would keep "
+            "cyclic garbage of frozen objects forever).",
             *notes,
         ),
     )
