@@ -138,6 +138,9 @@ class Mode(StrEnum):
 
     DIRECT = "direct"
     MESH = "eBPF + HBONE"
+    # The meshed server's own pod IP (no Service): outbound_services misses, so the connection goes on
+    # through outbound_pods and outbound_pod_nodes to hbone_originate (controlplane.translate.pods).
+    MESH_POD_IP = "eBPF + HBONE, pod IP"
     IPTABLES_HBONE = "iptables + HBONE"
     EBPF_PASSTHROUGH = "eBPF + passthrough"
     IPTABLES_PASSTHROUGH = "iptables + passthrough"
@@ -149,8 +152,14 @@ class Mode(StrEnum):
     def needs_iptables(self) -> bool:
         return self in _IPTABLES_MODES
 
+    @property
+    def hbone(self) -> bool:
+        """Whether the mode reaches the meshed server over HBONE (else an unmeshed twin, in plaintext)."""
+        return self in _HBONE_MODES
+
 
 _IPTABLES_MODES = frozenset({Mode.IPTABLES_HBONE, Mode.IPTABLES_PASSTHROUGH, Mode.DIRECT_CONNTRACK})
+_HBONE_MODES = frozenset({Mode.MESH, Mode.MESH_POD_IP, Mode.IPTABLES_HBONE})
 
 
 class IptablesRedirect:
@@ -253,7 +262,7 @@ class Scene:
     def pids(self, mode: Mode) -> dict[str, int]:
         """The processes a request of `mode` runs through, by role (for CPU accounting)."""
         node1, node2 = self.mesh.nodes
-        hbone = mode in (Mode.MESH, Mode.IPTABLES_HBONE)
+        hbone = mode.hbone
         server = self.server if hbone else self.plain_server
         out = {"client": self.routes[mode].client.pid}
         direct = mode in (Mode.DIRECT, Mode.DIRECT_CONNTRACK)
@@ -277,7 +286,7 @@ def _check(mode: Mode, reply: EchoReply, scene_client_ip: str, node_ip: str) -> 
     if reply.status != 200:
         return f"HTTP {reply.status} {reply.error}"
     xfcc = reply.headers.get("x-forwarded-client-cert", "")
-    hbone = mode in (Mode.MESH, Mode.IPTABLES_HBONE)
+    hbone = mode.hbone
     if hbone and f"/ns/{BENCH_NS}/sa/client" not in xfcc:
         return f"no caller identity in XFCC ({xfcc!r}): not HBONE"
     if not hbone and xfcc:
@@ -337,6 +346,7 @@ async def _build(mesh: MeshHarness) -> Scene:
     targets = {
         Mode.DIRECT: (plain_client, plain),
         Mode.MESH: (ebpf_client, vip),
+        Mode.MESH_POD_IP: (ebpf_client, (server.ip, SERVER_PORT)),
         Mode.IPTABLES_HBONE: (iptables_client, vip),
         Mode.EBPF_PASSTHROUGH: (ebpf_client, plain),
         Mode.IPTABLES_PASSTHROUGH: (iptables_client, plain),

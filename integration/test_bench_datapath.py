@@ -43,6 +43,8 @@ async def test_datapath_measures_every_mode() -> None:
     assert any("hit" in k and v > 0 for k, v in counters.items()), counters
     names = {f.name for f in datapath.figures(measured)}
     assert "mesh added latency, p50 (eBPF + HBONE - direct)" in names
+    # A meshed pod's own IP (no Service) goes over HBONE too, reported next to the Service VIP.
+    assert "HBONE to a meshed pod's IP - to its Service VIP, p50" in names
     assert measured.control is not None
     assert [len(measured.control.samples_us[mode]) for mode in measured.control.samples_us] == [4, 4]
     # Each mode paid only for its own redirect: node1 never tracked an eBPF connection (the DNAT rule,
