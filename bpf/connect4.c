@@ -91,9 +91,13 @@ int nodemesh_connect4(struct bpf_sock_addr *ctx)
     struct nodemesh_origdst orig = {.ip = dst_ip, .port = dst_port_be};
     nodemesh_origdst_by_cookie.update(&cookie, &orig);
 
-    /* Spread destinations over the listener addresses; one destination always picks the same one. */
+    /* Spread destinations over the listener's addresses and ports; one destination always picks the same. */
     __u32 idx = 0;
-    if (cfg->n_envoy_ips > 1) {
+    __u32 offset = 0;
+    __u32 n_ports = cfg->n_outbound_ports;
+    if (n_ports > NODEMESH_MAX_OUTBOUND_PORTS)
+        n_ports = NODEMESH_MAX_OUTBOUND_PORTS;
+    if (cfg->n_envoy_ips > 1 || n_ports > 1) {
         /* Fold the port in multiplicatively, then murmur3's fmix32: every input bit reaches the low bits. */
         __u32 hash = dst_ip ^ ((__u32)dst_port_be * 0x9e3779b1);
         hash ^= hash >> 16;
@@ -102,11 +106,14 @@ int nodemesh_connect4(struct bpf_sock_addr *ctx)
         hash *= 0xc2b2ae35;
         hash ^= hash >> 16;
         idx = hash % cfg->n_envoy_ips;
+        if (n_ports > 1)
+            offset = (hash / cfg->n_envoy_ips) % n_ports;
     }
-    if (idx >= NODEMESH_MAX_ENVOY_ADDRS)
-        idx = 0;
+    /* idx < n_envoy_ips <= NODEMESH_MAX_ENVOY_ADDRS (a power of two): the mask changes nothing but gives the
+     * verifier a bound it keeps through clang's reordering (a compare was dropped once the port offset came). */
+    idx &= NODEMESH_MAX_ENVOY_ADDRS - 1;
     ctx->user_ip4 = cfg->envoy_ips[idx];
-    ctx->user_port = (__u32)cfg->outbound_port;
+    ctx->user_port = (__u32)bpf_htons((__u16)(bpf_ntohs(cfg->outbound_port) + offset));
     count(NODEMESH_CTR_REDIRECTED);
     return 1;
 }

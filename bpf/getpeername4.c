@@ -21,7 +21,12 @@ int nodemesh_getpeername4(struct bpf_sock_addr *ctx)
      * (the JIT inlines its lookup) that connect4 reads on every connect. */
     __u32 zero = 0;
     struct nodemesh_config *cfg = nodemesh_config.lookup(&zero);
-    if (!cfg || (__u16)sk->dst_port != cfg->outbound_port) /* both network order */
+    if (!cfg)
+        return 1;
+    __u32 first = bpf_ntohs(cfg->outbound_port);
+    __u32 port = bpf_ntohs((__u16)sk->dst_port);
+    __u32 n_ports = cfg->n_outbound_ports > 1 ? cfg->n_outbound_ports : 1;
+    if (port < first || port >= first + n_ports)
         return 1;
     /* The client's socket: local = pod, remote = Envoy listener. */
     struct nodemesh_tuple tuple = {

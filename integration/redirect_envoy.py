@@ -100,17 +100,23 @@ def _static_cluster(name: str, ip: IPv4Address, port: int) -> dict[str, object]:
 
 
 def bootstrap(
-    *, listen: tuple[IPv4Address, ...], vip: IPv4Address, backend: IPv4Address, access_log: Path
+    *,
+    listen: tuple[IPv4Address, ...],
+    vip: IPv4Address,
+    backend: IPv4Address,
+    access_log: Path,
+    ports: int = 1,
 ) -> dict[str, object]:
-    """One outbound listener per address in `listen` (the data path may spread connections over several)."""
+    """One outbound listener per address in `listen` and port from OUTBOUND_PORT (`ports` of them): the data
+    path may spread connections over several."""
 
     def vip_match(port: int) -> dict[str, object]:
         return {"destination_port": port, "prefix_ranges": [{"address_prefix": str(vip), "prefix_len": 32}]}
 
-    def listener(address: IPv4Address) -> dict[str, object]:
+    def listener(address: IPv4Address, port: int) -> dict[str, object]:
         return {
-            "name": f"outbound-{address}",
-            "address": {"socket_address": {"address": str(address), "port_value": OUTBOUND_PORT}},
+            "name": f"outbound-{address}:{port}",
+            "address": {"socket_address": {"address": str(address), "port_value": port}},
             "listener_filters": [
                 {
                     "name": "envoy.filters.listener.original_dst",
@@ -143,7 +149,9 @@ def bootstrap(
     return {
         "node": {"id": "redirect-test", "cluster": "redirect-test"},
         "static_resources": {
-            "listeners": [listener(address) for address in listen],
+            "listeners": [
+                listener(address, OUTBOUND_PORT + offset) for address in listen for offset in range(ports)
+            ],
             "clusters": [
                 {
                     "name": "original_dst",
@@ -181,6 +189,7 @@ class RedirectEnvoy:
         vip: IPv4Address,
         backend: IPv4Address,
         extra_addresses: tuple[IPv4Address, ...] = (),
+        ports: int = 1,
     ) -> RedirectEnvoy:
         config = workdir / "envoy.json"
         admin_path = workdir / "admin-address"
@@ -188,7 +197,13 @@ class RedirectEnvoy:
         access_log.touch()
         config.write_text(
             json.dumps(
-                bootstrap(listen=(node.ip, *extra_addresses), vip=vip, backend=backend, access_log=access_log)
+                bootstrap(
+                    listen=(node.ip, *extra_addresses),
+                    vip=vip,
+                    backend=backend,
+                    access_log=access_log,
+                    ports=ports,
+                )
             )
         )
         argv = [

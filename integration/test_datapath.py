@@ -42,6 +42,8 @@ pytestmark = [pytest.mark.privileged, pytest.mark.envoy]
 VIP = IPv4Address("198.19.128.10")
 # A second Envoy listener address on the node (DESIGN.md §5: more addresses, more ephemeral port space).
 EXTRA_ENVOY_OFFSET = 200
+# The test Envoy listens on 15001.. this many ports (on each address).
+EXTRA_ENVOY_PORTS = 4
 
 
 @dataclass
@@ -96,6 +98,7 @@ def env(module_fabric: Topology, tmp_path_factory: pytest.TempPathFactory) -> It
         vip=VIP,
         backend=b.ip,
         extra_addresses=(node.ip + EXTRA_ENVOY_OFFSET,),
+        ports=EXTRA_ENVOY_PORTS,
     )
     yield Env(topo, node, a, b, c, d, envoy_cgroup, envoy, datapath, maps)
 
@@ -431,3 +434,34 @@ def test_several_envoy_addresses_share_the_load_by_destination(env: Env) -> None
     # One destination always goes to the same address; across destinations both addresses are used.
     assert all(len(indexes) == 1 for indexes in chosen.values()), chosen
     assert {index for indexes in chosen.values() for index in indexes} == {0, 1}, chosen
+
+
+def test_several_outbound_ports_share_the_load_by_destination(env: Env) -> None:
+    """Each (address, port) is one ephemeral port space for a pod's redirected connections: connect4 spreads
+    destinations over the ports, one destination always on the same one."""
+    ports = tuple(15001 + offset for offset in range(EXTRA_ENVOY_PORTS))
+    destinations = [(env.b.ip, VIP_TCP_PORT), (VIP, VIP_TCP_PORT), (env.b.ip, 9011)]
+    destinations += [(VIP, port) for port in range(9012, 9020)]
+    env.topology.start_server(env.b, "tcp", 9011)  # its own port: the module's servers outlive each test
+
+    def accepted() -> tuple[int, ...]:
+        stats = env.envoy.stats()
+        return tuple(stats.get(f"listener.{env.node.ip}_{port}.downstream_cx_total", 0) for port in ports)
+
+    env.maps.set_target(EnvoyTarget(addresses=(env.node.ip,), outbound_ports=len(ports)))
+    try:
+        chosen: dict[tuple[IPv4Address, int], set[int]] = {}
+        for destination in destinations * 2:
+            before = accepted()
+            with contextlib.suppress(TopologyError):  # 9012.. have no server: Envoy accepts, then fails
+                result = env.topology.tcp_call(env.a, *destination)
+                # The client still sees the peer it dialled (getpeername4), whichever port carried it.
+                assert result["peername"] == f"{destination[0]}:{destination[1]}", result
+            after = accepted()
+            changed = [index for index in range(len(ports)) if after[index] != before[index]]
+            assert len(changed) == 1, (destination, before, after)
+            chosen.setdefault(destination, set()).add(changed[0])
+    finally:
+        env.maps.set_target(env.target)
+    assert all(len(indexes) == 1 for indexes in chosen.values()), chosen
+    assert len({index for indexes in chosen.values() for index in indexes}) > 1, chosen

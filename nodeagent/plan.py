@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError
 from controlplane.ca.identity import SpiffeId
 from controlplane.xds import typeurls
 from nodeagent.datapath import (
+    MAX_OUTBOUND_PORTS,
     DatapathError,
     DesiredState,
     EnvoyTarget,
@@ -108,6 +109,8 @@ class ServiceVipPlan:
 class NodePlan:
     envoy_address: IPv4Address | None
     outbound_port: int = DEFAULT_OUTBOUND_PORT
+    # Consecutive ports from outbound_port the outbound listener takes.
+    outbound_ports: int = 1
     hbone_port: int = DEFAULT_HBONE_PORT
     exclude_cidrs: frozenset[IPv4Network] = frozenset()
     exclude_ports: frozenset[int] = frozenset()
@@ -137,6 +140,14 @@ def _port(value: int, what: str) -> int:
     if not 0 < value < 65536:
         raise PlanError(f"{what}: port {value} out of range")
     return int(value)
+
+
+def _outbound_ports(value: int, first: int, what: str) -> int:
+    """How many outbound ports; 0 (an older control plane) means one."""
+    count = max(1, int(value))
+    if count > MAX_OUTBOUND_PORTS or (first or DEFAULT_OUTBOUND_PORT) + count - 1 > 65535:
+        raise PlanError(f"{what}: {count} outbound ports from {first} (1 to {MAX_OUTBOUND_PORTS}, to 65535)")
+    return count
 
 
 def _ipv4(text: str, what: str) -> IPv4Address:
@@ -258,6 +269,7 @@ def parse_node(message: plan_pb2.NodeSettings) -> NodePlan:
     return NodePlan(
         envoy_address=address,
         outbound_port=_port(message.outbound_port, what) if message.outbound_port else DEFAULT_OUTBOUND_PORT,
+        outbound_ports=_outbound_ports(message.outbound_ports, message.outbound_port, what),
         hbone_port=_port(message.hbone_port, what) if message.hbone_port else DEFAULT_HBONE_PORT,
         exclude_cidrs=frozenset(cidrs),
         exclude_ports=frozenset(_port(int(p), what) for p in message.exclude_ports),
@@ -311,7 +323,11 @@ def desired_state(plan: Plan, cookies: Mapping[str, int]) -> DesiredState:
     """
     node = plan.node
     target = (
-        EnvoyTarget(addresses=(node.envoy_address,), outbound_port=node.outbound_port)
+        EnvoyTarget(
+            addresses=(node.envoy_address,),
+            outbound_port=node.outbound_port,
+            outbound_ports=node.outbound_ports,
+        )
         if node is not None and node.envoy_address is not None
         else None
     )

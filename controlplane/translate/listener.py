@@ -265,7 +265,7 @@ def build_consumer_listener(
 
 
 def build_outbound_listener(
-    *, address: str, port: int, consumers: Sequence[ConsumerSelector]
+    *, address: str, port: int, ports: int = 1, consumers: Sequence[ConsumerSelector]
 ) -> listener_pb2.Listener:
     """One node's listener on `address:port`: hands each connection to an internal listener shared by
     nodes, by the client's IP: clients of a namespace with consumer routes to its `outbound_consumer|<ns>`,
@@ -279,6 +279,16 @@ def build_outbound_listener(
         listener_filters=[original_dst_listener_filter()],
         filter_chains=[build_handoff_chain(naming.outbound_consumer(c.namespace)) for c in used],
         default_filter_chain=build_handoff_chain(naming.OUTBOUND_SERVICES),
+        # The node agent spreads redirected connections over `ports` consecutive ports (one ephemeral port
+        # space each for a pod's connections); every one leads to the same chains.
+        additional_addresses=[
+            listener_pb2.AdditionalAddress(
+                address=address_pb2.Address(
+                    socket_address=address_pb2.SocketAddress(address=address, port_value=port + offset)
+                )
+            )
+            for offset in range(1, ports)
+        ],
     )
     if used:
         tree = listener.filter_chain_matcher.matcher_tree

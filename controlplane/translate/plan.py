@@ -96,6 +96,7 @@ def build_node_settings(envoy_address: str, settings: TranslateSettings) -> plan
     return plan_pb2.NodeSettings(
         envoy_address=envoy_address,
         outbound_port=settings.outbound_port,
+        outbound_ports=settings.outbound_ports,
         hbone_port=settings.hbone_port,
         trust_domain=settings.trust_domain,
     )

@@ -1124,7 +1124,10 @@ class Translator:
                 return cached
             return dataclasses.replace(cached, services=services, consumers=consumers)
         listener = build_outbound_listener(
-            address=address, port=self.settings.outbound_port, consumers=selectors
+            address=address,
+            port=self.settings.outbound_port,
+            ports=self.settings.outbound_ports,
+            consumers=selectors,
         )
         self.builds[BuildKind.LISTENER] += 1
         return _NodeListener(key=key, listener=listener, services=services, consumers=consumers)

@@ -18,6 +18,7 @@ from nodeagent.datapath.errors import (
 from nodeagent.datapath.libbpf import Libbpf
 from nodeagent.datapath.loader import Datapath, InstallReport, LinkStatus
 from nodeagent.datapath.maps import (
+    MAX_OUTBOUND_PORTS,
     Counter,
     DatapathMaps,
     DesiredState,
@@ -36,6 +37,7 @@ from nodeagent.datapath.netnshooks import NetnsHooks, NetnsLink, NetnsSyncReport
 from nodeagent.datapath.programs import Hook
 
 __all__ = [
+    "MAX_OUTBOUND_PORTS",
     "Counter",
     "Datapath",
     "DatapathError",

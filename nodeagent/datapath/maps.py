@@ -30,6 +30,7 @@ C = TypeVar("C", bound=StrEnum)
 # Limits shared with bpf/lib/*.h (tests/datapath checks them against the C).
 MAX_POD_EXCLUDED_PORTS: Final = 8
 MAX_ENVOY_ADDRS: Final = 4
+MAX_OUTBOUND_PORTS: Final = 64  # NODEMESH_MAX_OUTBOUND_PORTS
 POD_REDIRECT_ALL: Final = 0x1
 
 
@@ -102,9 +103,10 @@ class CConfig(ctypes.Structure):
 
     _fields_ = [
         ("envoy_ips", ctypes.c_uint32 * MAX_ENVOY_ADDRS),  # network order
-        ("outbound_port", ctypes.c_uint16),  # network order
+        ("outbound_port", ctypes.c_uint16),  # network order: the first port
         ("n_envoy_ips", ctypes.c_uint16),
-        ("flags", ctypes.c_uint32),
+        ("n_outbound_ports", ctypes.c_uint16),  # consecutive ports from outbound_port; 0 or 1: one
+        ("_pad", ctypes.c_uint16),
     ]
 
 
@@ -236,15 +238,19 @@ class PodSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EnvoyTarget:
-    """The node Envoy's outbound listener: one port on one or more addresses."""
+    """The node Envoy's outbound listener: `outbound_ports` consecutive ports from `outbound_port`, on one or
+    more addresses."""
 
     addresses: tuple[IPv4Address, ...]
     outbound_port: int = 15001
+    outbound_ports: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.addresses) <= MAX_ENVOY_ADDRS:
             raise MapError(f"1 to {MAX_ENVOY_ADDRS} Envoy addresses, got {len(self.addresses)}")
-        _check_ports({self.outbound_port})
+        if not 1 <= self.outbound_ports <= MAX_OUTBOUND_PORTS:
+            raise MapError(f"1 to {MAX_OUTBOUND_PORTS} outbound ports, got {self.outbound_ports}")
+        _check_ports({self.outbound_port, self.outbound_port + self.outbound_ports - 1})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -383,6 +389,7 @@ def encode_target(target: EnvoyTarget | None) -> CConfig:
         value.envoy_ips[index] = _ip_be(address)
     value.n_envoy_ips = len(target.addresses)
     value.outbound_port = _port_be(target.outbound_port)
+    value.n_outbound_ports = target.outbound_ports
     return value
 
 
@@ -393,6 +400,7 @@ def decode_target(value: CConfig) -> EnvoyTarget | None:
     return EnvoyTarget(
         addresses=tuple(_ip_from_be(int(value.envoy_ips[i])) for i in range(count)),
         outbound_port=socket.ntohs(int(value.outbound_port)),
+        outbound_ports=max(1, min(int(value.n_outbound_ports), MAX_OUTBOUND_PORTS)),
     )
 
 

@@ -23,6 +23,7 @@ def layout() -> CLayout:
     constants = [
         "NODEMESH_MAX_POD_EXCLUDED_PORTS",
         "NODEMESH_MAX_ENVOY_ADDRS",
+        "NODEMESH_MAX_OUTBOUND_PORTS",
         "NODEMESH_POD_REDIRECT_ALL",
         "NODEMESH_CTR_MAX",
         *(f"NODEMESH_CTR_{counter.name}" for counter in maps.Counter),
@@ -49,6 +50,7 @@ def test_mirror_size_and_offsets_match_c(layout: CLayout, struct: str) -> None:
 def test_constants_match_c(layout: CLayout) -> None:
     assert layout.constants["NODEMESH_MAX_POD_EXCLUDED_PORTS"] == maps.MAX_POD_EXCLUDED_PORTS
     assert layout.constants["NODEMESH_MAX_ENVOY_ADDRS"] == maps.MAX_ENVOY_ADDRS
+    assert layout.constants["NODEMESH_MAX_OUTBOUND_PORTS"] == maps.MAX_OUTBOUND_PORTS
     assert layout.constants["NODEMESH_POD_REDIRECT_ALL"] == maps.POD_REDIRECT_ALL
 
 

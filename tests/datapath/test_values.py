@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from nodeagent.datapath.errors import MapError, NetnsError
 from nodeagent.datapath.maps import (
     MAX_ENVOY_ADDRS,
+    MAX_OUTBOUND_PORTS,
     MAX_POD_EXCLUDED_PORTS,
     POD_REDIRECT_ALL,
     EnvoyTarget,
@@ -38,13 +39,18 @@ def test_pod_settings_round_trip(redirect_all: bool, excluded: frozenset[int]) -
     assert decode_pod_settings(encoded) == settings
 
 
-@given(targets=st.lists(addresses, min_size=1, max_size=MAX_ENVOY_ADDRS), port=ports)
-def test_envoy_target_round_trip_in_network_order(targets: list[IPv4Address], port: int) -> None:
-    target = EnvoyTarget(addresses=tuple(targets), outbound_port=port)
+@given(
+    targets=st.lists(addresses, min_size=1, max_size=MAX_ENVOY_ADDRS),
+    port=st.integers(min_value=1, max_value=65535 - MAX_OUTBOUND_PORTS),
+    count=st.integers(min_value=1, max_value=MAX_OUTBOUND_PORTS),
+)
+def test_envoy_target_round_trip_in_network_order(targets: list[IPv4Address], port: int, count: int) -> None:
+    target = EnvoyTarget(addresses=tuple(targets), outbound_port=port, outbound_ports=count)
     encoded = encode_target(target)
     # The kernel compares these with user_ip4/user_port, which hold network-order bytes.
     assert bytes(encoded)[:4] == targets[0].packed
     assert encoded.outbound_port == socket.htons(port)
+    assert encoded.n_outbound_ports == count
     assert decode_target(encoded) == target
 
 
@@ -62,6 +68,10 @@ def test_values_reject_what_the_c_structs_cannot_hold() -> None:
         EnvoyTarget(addresses=())
     with pytest.raises(MapError):
         EnvoyTarget(addresses=tuple(IPv4Address(f"10.0.0.{i}") for i in range(MAX_ENVOY_ADDRS + 1)))
+    with pytest.raises(MapError):
+        EnvoyTarget(addresses=(IPv4Address("10.0.0.1"),), outbound_ports=MAX_OUTBOUND_PORTS + 1)
+    with pytest.raises(MapError):
+        EnvoyTarget(addresses=(IPv4Address("10.0.0.1"),), outbound_port=65535, outbound_ports=2)
     with pytest.raises(MapError):
         Exclusions(ports=frozenset({70000}))
 

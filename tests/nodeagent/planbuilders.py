@@ -47,12 +47,14 @@ def node_settings(
     envoy: str = "198.19.0.1",
     *,
     outbound_port: int = 15001,
+    outbound_ports: int = 0,
     exclude_cidrs: Iterable[str] = (),
     exclude_ports: Iterable[int] = (),
 ) -> plan_pb2.NodeSettings:
     return plan_pb2.NodeSettings(
         envoy_address=envoy,
         outbound_port=outbound_port,
+        outbound_ports=outbound_ports,
         hbone_port=15008,
         exclude_cidrs=list(exclude_cidrs),
         exclude_ports=list(exclude_ports),

@@ -78,11 +78,24 @@ def test_the_version_follows_the_resources() -> None:
         (node_settings("fd00::1"), "not an IPv4 address"),
         (node_settings(exclude_cidrs=["10.0.0.0/33"]), "not a CIDR"),
         (node_settings(outbound_port=65536), "out of range"),
+        (node_settings(outbound_ports=65), "outbound ports"),
+        (node_settings(outbound_port=65535, outbound_ports=2), "outbound ports"),
     ],
 )
 def test_an_invalid_plan_is_refused_with_a_reason(message: plan_pb2.Workload, reason: str) -> None:
     with pytest.raises(PlanError, match=reason):
         parse_plan(received(message))
+
+
+def test_the_outbound_ports_reach_the_target() -> None:
+    plan = parse_plan(received(node_settings("198.19.0.1", outbound_ports=4)))
+    target = desired_state(plan, {}).target
+    node_ip = IPv4Address("198.19.0.1")
+    assert target == EnvoyTarget(addresses=(node_ip,), outbound_port=15001, outbound_ports=4)
+    # An older control plane sends none: one port.
+    assert desired_state(parse_plan(received(node_settings())), {}).target == EnvoyTarget(
+        addresses=(IPv4Address("198.19.0.1"),), outbound_port=15001
+    )
 
 
 def test_a_workload_whose_name_is_not_its_uid_is_refused() -> None:

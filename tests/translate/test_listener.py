@@ -44,6 +44,11 @@ def test_listener_basics() -> None:
     assert listener.name == naming.OUTBOUND_LISTENER
     assert listener.address.socket_address.address == "10.0.0.1"
     assert listener.address.socket_address.port_value == 15001
+    # The agent spreads redirected connections over 15001..15004 (an ephemeral port space each).
+    assert [a.address.socket_address.port_value for a in listener.additional_addresses] == list(
+        range(15002, 15005)
+    )
+    assert {a.address.socket_address.address for a in listener.additional_addresses} == {"10.0.0.1"}
     assert [f.name for f in listener.listener_filters] == [naming.ORIGINAL_DST_FILTER]
     # Everything but a consumer namespace's own chains goes on to the shared `outbound_services`.
     assert listener.default_filter_chain.name == naming.OUTBOUND_SERVICES

@@ -57,6 +57,7 @@ def test_service_vips_and_node_settings_with_a_custom_trust_domain() -> None:
     assert as_dict(config.node_settings) == {
         "envoy_address": "10.0.0.1",
         "outbound_port": 15001,
+        "outbound_ports": 4,
         "hbone_port": 15008,
         "trust_domain": "example.org",
     }

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#protos/nodemesh/v1alpha1/plan.proto\x12\x11nodemesh.v1alpha1\"0\n\x08NetnsRef\x12\x0e\n\x04path\x18\x01 \x01(\tH\x00\x12\r\n\x03pid\x18\x02 \x01(\x05H\x00\x42\x05\n\x03ref\"\xf0\x02\n\x08Workload\x12\x0b\n\x03uid\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03ips\x18\x04 \x03(\t\x12\x17\n\x0fservice_account\x18\x05 \x01(\t\x12\x11\n\tspiffe_id\x18\x06 \x01(\t\x12*\n\x05netns\x18\x07 \x01(\x0b\x32\x1b.nodemesh.v1alpha1.NetnsRef\x12\x15\n\rexclude_ports\x18\x08 \x03(\r\x12.\n\tmtls_mode\x18\t \x01(\x0e\x32\x1b.nodemesh.v1alpha1.MtlsMode\x12<\n\tport_mtls\x18\n \x03(\x0b\x32).nodemesh.v1alpha1.Workload.PortMtlsEntry\x1aL\n\rPortMtlsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12*\n\x05value\x18\x02 \x01(\x0e\x32\x1b.nodemesh.v1alpha1.MtlsMode:\x02\x38\x01\"I\n\nServiceVip\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03ips\x18\x03 \x03(\t\x12\r\n\x05ports\x18\x04 \x03(\r\"\xac\x01\n\x0cNodeSettings\x12\x15\n\renvoy_address\x18\x01 \x01(\t\x12\x15\n\routbound_port\x18\x02 \x01(\r\x12\x12\n\nhbone_port\x18\x03 \x01(\r\x12\x15\n\rexclude_cidrs\x18\x04 \x03(\t\x12\x15\n\rexclude_ports\x18\x05 \x03(\r\x12\x16\n\x0estrict_inbound\x18\x06 \x01(\x08\x12\x14\n\x0ctrust_domain\x18\x07 \x01(\t*U\n\x08MtlsMode\x12\x19\n\x15MTLS_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14MTLS_MODE_PERMISSIVE\x10\x01\x12\x14\n\x10MTLS_MODE_STRICT\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#protos/nodemesh/v1alpha1/plan.proto\x12\x11nodemesh.v1alpha1\"0\n\x08NetnsRef\x12\x0e\n\x04path\x18\x01 \x01(\tH\x00\x12\r\n\x03pid\x18\x02 \x01(\x05H\x00\x42\x05\n\x03ref\"\xf0\x02\n\x08Workload\x12\x0b\n\x03uid\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03ips\x18\x04 \x03(\t\x12\x17\n\x0fservice_account\x18\x05 \x01(\t\x12\x11\n\tspiffe_id\x18\x06 \x01(\t\x12*\n\x05netns\x18\x07 \x01(\x0b\x32\x1b.nodemesh.v1alpha1.NetnsRef\x12\x15\n\rexclude_ports\x18\x08 \x03(\r\x12.\n\tmtls_mode\x18\t \x01(\x0e\x32\x1b.nodemesh.v1alpha1.MtlsMode\x12<\n\tport_mtls\x18\n \x03(\x0b\x32).nodemesh.v1alpha1.Workload.PortMtlsEntry\x1aL\n\rPortMtlsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12*\n\x05value\x18\x02 \x01(\x0e\x32\x1b.nodemesh.v1alpha1.MtlsMode:\x02\x38\x01\"I\n\nServiceVip\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03ips\x18\x03 \x03(\t\x12\r\n\x05ports\x18\x04 \x03(\r\"\xc4\x01\n\x0cNodeSettings\x12\x15\n\renvoy_address\x18\x01 \x01(\t\x12\x15\n\routbound_port\x18\x02 \x01(\r\x12\x12\n\nhbone_port\x18\x03 \x01(\r\x12\x15\n\rexclude_cidrs\x18\x04 \x03(\t\x12\x15\n\rexclude_ports\x18\x05 \x03(\r\x12\x16\n\x0estrict_inbound\x18\x06 \x01(\x08\x12\x14\n\x0ctrust_domain\x18\x07 \x01(\t\x12\x16\n\x0eoutbound_ports\x18\x08 \x01(\r*U\n\x08MtlsMode\x12\x19\n\x15MTLS_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14MTLS_MODE_PERMISSIVE\x10\x01\x12\x14\n\x10MTLS_MODE_STRICT\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_WORKLOAD_PORTMTLSENTRY']._loaded_options = None
   _globals['_WORKLOAD_PORTMTLSENTRY']._serialized_options = b'8\001'
-  _globals['_MTLSMODE']._serialized_start=729
-  _globals['_MTLSMODE']._serialized_end=814
+  _globals['_MTLSMODE']._serialized_start=753
+  _globals['_MTLSMODE']._serialized_end=838
   _globals['_NETNSREF']._serialized_start=58
   _globals['_NETNSREF']._serialized_end=106
   _globals['_WORKLOAD']._serialized_start=109
@@ -44,5 +44,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVICEVIP']._serialized_start=479
   _globals['_SERVICEVIP']._serialized_end=552
   _globals['_NODESETTINGS']._serialized_start=555
-  _globals['_NODESETTINGS']._serialized_end=727
+  _globals['_NODESETTINGS']._serialized_end=751
 # @@protoc_insertion_point(module_scope)

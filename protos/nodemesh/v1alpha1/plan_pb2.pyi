@@ -68,7 +68,7 @@ class ServiceVip(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., ips: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class NodeSettings(_message.Message):
-    __slots__ = ("envoy_address", "outbound_port", "hbone_port", "exclude_cidrs", "exclude_ports", "strict_inbound", "trust_domain")
+    __slots__ = ("envoy_address", "outbound_port", "hbone_port", "exclude_cidrs", "exclude_ports", "strict_inbound", "trust_domain", "outbound_ports")
     ENVOY_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     OUTBOUND_PORT_FIELD_NUMBER: _ClassVar[int]
     HBONE_PORT_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,7 @@ class NodeSettings(_message.Message):
     EXCLUDE_PORTS_FIELD_NUMBER: _ClassVar[int]
     STRICT_INBOUND_FIELD_NUMBER: _ClassVar[int]
     TRUST_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    OUTBOUND_PORTS_FIELD_NUMBER: _ClassVar[int]
     envoy_address: str
     outbound_port: int
     hbone_port: int
@@ -83,4 +84,5 @@ class NodeSettings(_message.Message):
     exclude_ports: _containers.RepeatedScalarFieldContainer[int]
     strict_inbound: bool
     trust_domain: str
-    def __init__(self, envoy_address: _Optional[str] = ..., outbound_port: _Optional[int] = ..., hbone_port: _Optional[int] = ..., exclude_cidrs: _Optional[_Iterable[str]] = ..., exclude_ports: _Optional[_Iterable[int]] = ..., strict_inbound: _Optional[bool] = ..., trust_domain: _Optional[str] = ...) -> None: ...
+    outbound_ports: int
+    def __init__(self, envoy_address: _Optional[str] = ..., outbound_port: _Optional[int] = ..., hbone_port: _Optional[int] = ..., exclude_cidrs: _Optional[_Iterable[str]] = ..., exclude_ports: _Optional[_Iterable[int]] = ..., strict_inbound: _Optional[bool] = ..., trust_domain: _Optional[str] = ..., outbound_ports: _Optional[int] = ...) -> None: ...
