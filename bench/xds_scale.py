@@ -599,11 +599,14 @@ def run(options: RunOptions) -> BenchResult:
             "once); delta at that scale and SotW at 1,000 x 100 are measured.",
             "Gap and plan, peak RSS at 10,000 x 1,000: the peak is transient (about 0.7 GB after the first "
             "push, up to 2.5 GB during the cold start, back to 1.4 GB after it). Our own in-flight response "
-            "bytes are bounded (PushBudget, 128 MiB), so the excess is below us: grpc.aio completes a write "
-            "once the message is queued in its transport, so many streams' 22 MiB first responses can be "
-            "queued at once, and 1,000 streams' 10,000-name subscriptions arrive together. Plan: confirm "
-            "with a heap and transport dump at 10,000 x 200; then hold a response's budget until the "
-            "client's ACK (flow control on ACKs), and bound request read-ahead.",
+            "bytes are bounded (PushBudget, 128 MiB). Tried and reverted: holding each response's share "
+            "of that budget until the client's ACK (in case grpc.aio's transport queued many 22 MiB "
+            "responses at once): the peak only fell to 2,385 MiB and the cold start rose from 38 s to "
+            "168 s, so gRPC's queue is not where it goes. Next suspect: the 1,000 streams' subscriptions, "
+            "each about 20,000 resource names (EDS and RDS) parsed into Python strings at once during the "
+            "cold start before share_names folds them into one shared set, and pymalloc keeping the arenas "
+            "they fragment. Plan: tracemalloc snapshots at 10,000 x 200 to confirm; then intern names "
+            "against the snapshot's own as a request is parsed, and pace the first subscription reads.",
             "Profile of the cold start (cProfile of a case run with `python -m bench.xds_scale`): "
             "translation is 6.7 s of the 11.4 s first push; the 8.7 MiB `outbound_services` listener is "
             "about 40% of each node's 22.5 MiB and sets the cold start's serving cost; full GC pauses reach "
