@@ -25,6 +25,7 @@ from aiohttp import web
 
 from integration.test_hot_restart import Recorder, bootstrap, echo, free_port, until
 from nodeagent.envoy import EnvoySettings, EnvoySupervisor
+from tests.running import running
 
 pytestmark = pytest.mark.envoy
 
@@ -125,17 +126,6 @@ async def scene(tmp_path: Path) -> AsyncIterator[Scene]:
         await runner.cleanup()
 
 
-@contextlib.asynccontextmanager
-async def supervising(supervisor: EnvoySupervisor) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(supervisor.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def in_flight_request_survives(
     scene: Scene, stop: Callable[[], None], envoy_alive: Callable[[], bool]
 ) -> None:
@@ -162,7 +152,7 @@ async def test_stopping_the_supervisor_lets_the_request_in_flight_finish(
 ) -> None:
     recorder = Recorder()
     supervisor = EnvoySupervisor(scene.settings(envoy_binary, tmp_path, drain=120.0), observer=recorder)
-    async with supervising(supervisor) as task:
+    async with running(supervisor) as task:
         await until(lambda: recorder.started, "epoch 0")
         pid = recorder.started[0].pid
 
@@ -187,7 +177,7 @@ async def test_envoy_is_stopped_when_the_drain_period_ends_with_connections_open
 ) -> None:
     recorder = Recorder()
     supervisor = EnvoySupervisor(scene.settings(envoy_binary, tmp_path, drain=1.0), observer=recorder)
-    async with supervising(supervisor) as task:
+    async with running(supervisor) as task:
         await until(scene.serving, "Envoy to serve")
         pid = recorder.started[0].pid
         reader, writer = await asyncio.open_connection("127.0.0.1", scene.tcp_port)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -25,6 +23,7 @@ from nodeagent.identity.keys import WorkloadKey
 from nodeagent.identity.manager import IdentityCertificate, IdentityManager, ManagerSettings
 from tests.ca.builders import START
 from tests.nodeagent.fakes import FakeCA, FakeTime, Recorder, until
+from tests.running import running
 
 WEB = SpiffeId.parse("spiffe://cluster.local/ns/shop/sa/web")
 DB = SpiffeId.parse("spiffe://cluster.local/ns/data/sa/db")
@@ -59,17 +58,6 @@ class Rig:
     async def asleep(self, count: int = 1) -> None:
         """Wait until `count` identity tasks are sleeping (the manager is idle)."""
         await until(lambda: self.time.sleepers == count and self.ca.in_flight == 0)
-
-
-@contextlib.asynccontextmanager
-async def running(manager: IdentityManager) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(manager.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def half_life(material: IdentityCertificate) -> timedelta:

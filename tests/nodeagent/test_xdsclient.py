@@ -21,6 +21,7 @@ from nodeagent.errors import PlanError
 from nodeagent.plan import PLAN_TYPES, parse_plan
 from nodeagent.xdsclient import Backoff, ClientSettings, TokenSource, Update, XdsClient
 from tests.nodeagent.planbuilders import node_settings, service, snapshot, workload
+from tests.running import running
 
 NODE = "node-a"
 TIMEOUT = 5.0
@@ -87,17 +88,6 @@ async def serving(cache: SnapshotCache, address: str) -> AsyncIterator[ControlPl
 async def controlplane() -> AsyncIterator[ControlPlane]:
     async with serving(SnapshotCache(), "127.0.0.1:0") as running:
         yield running
-
-
-@contextlib.asynccontextmanager
-async def running(client: XdsClient) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(client.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def unix_address(tmp_path: Path) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from controlplane.sources.kube.errors import KubeApiError
 from controlplane.sources.kube.informer import Informer, InformerEvent, InformerSettings, WatchEnd
 from controlplane.sources.kube.resources import ObjectRef, ResourceType
 from controlplane.sources.kube.status import StatusWriter
+from tests.running import running
 
 CONFIGMAPS = ResourceType(group="", version="v1", plural="configmaps", kind="ConfigMap")
 WIDGETS = ResourceType(group="example.nodemesh.io", version="v1alpha1", plural="widgets", kind="Widget")
@@ -84,17 +84,6 @@ async def kube(api: ApiServerDouble, tmp_path: Path) -> AsyncIterator[KubeApi]:
     settings = ClientSettings(kubeconfig=api.kubeconfig(tmp_path / "kubeconfig"))
     async with connect(settings) as kube_api:
         yield kube_api
-
-
-@contextlib.asynccontextmanager
-async def running(informer: Informer) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(informer.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _until(predicate: Callable[[], bool]) -> None:
