@@ -36,7 +36,7 @@ Inbound (the destination node), `hbone_inbound` on nodeIP:15008:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -529,23 +529,36 @@ def _tcp_pod_chain(pod: LocalPod) -> listener_components_pb2.FilterChain:
     )
 
 
-def _pod_listener(
-    name: str, chains: Mapping[str, listener_components_pb2.FilterChain]
+def build_ip_listener(
+    name: str,
+    chains: Iterable[listener_components_pb2.FilterChain],
+    by_ip: Mapping[str, str],
+    default_chain: listener_components_pb2.FilterChain | None = None,
 ) -> listener_pb2.Listener:
-    """An internal pod listener over chains by pod IP."""
+    """An internal listener that picks a chain (sorted by name) by the destination IP its original_dst
+    listener filter restores: `by_ip` maps an IP to a chain name; any other IP goes to `default_chain`
+    (None: the connection is closed)."""
     listener = listener_pb2.Listener(
         name=name,
         internal_listener=listener_pb2.Listener.InternalListenerConfig(),
         listener_filters=[_listener_filter(naming.ORIGINAL_DST_FILTER, original_dst_pb2.OriginalDst())],
-        filter_chains=[chains[ip] for ip in sorted(chains)],
+        filter_chains=sorted(chains, key=lambda c: str(c.name)),
     )
-    listener.filter_chain_matcher.CopyFrom(
-        _exact_tree(
-            _input("destination-ip", network_inputs_pb2.DestinationIPInput()),
-            {ip: str(chain.name) for ip, chain in chains.items()},
+    if default_chain is not None:
+        listener.default_filter_chain.CopyFrom(default_chain)
+    if by_ip:
+        # Envoy refuses a tree without a map: with no IPs, no matcher at all.
+        listener.filter_chain_matcher.CopyFrom(
+            _exact_tree(_input("destination-ip", network_inputs_pb2.DestinationIPInput()), by_ip)
         )
-    )
     return listener
+
+
+def _pod_listener(
+    name: str, chains: Mapping[str, listener_components_pb2.FilterChain]
+) -> listener_pb2.Listener:
+    """An internal pod listener over chains by pod IP."""
+    return build_ip_listener(name, chains.values(), {ip: str(chain.name) for ip, chain in chains.items()})
 
 
 def build_pod_listeners(pods: Sequence[LocalPod]) -> tuple[listener_pb2.Listener, listener_pb2.Listener]:

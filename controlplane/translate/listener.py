@@ -109,7 +109,7 @@ def build_passthrough_chain() -> listener_components_pb2.FilterChain:
     )
 
 
-def action(chain: str) -> matcher_pb2.Matcher.OnMatch:
+def _action(chain: str) -> matcher_pb2.Matcher.OnMatch:
     return matcher_pb2.Matcher.OnMatch(
         action=extension_pb2.TypedExtensionConfig(
             name=chain, typed_config=pack(wrappers_pb2.StringValue(value=chain))
@@ -121,7 +121,7 @@ def _input(name: str, message: object) -> extension_pb2.TypedExtensionConfig:
     return extension_pb2.TypedExtensionConfig(name=name, typed_config=pack(message))  # type: ignore[arg-type]
 
 
-def destination_ip_input() -> extension_pb2.TypedExtensionConfig:
+def _dst_ip() -> extension_pb2.TypedExtensionConfig:
     return _input("destination-ip", network_inputs_pb2.DestinationIPInput())
 
 
@@ -143,12 +143,12 @@ def destination_tree(targets: Sequence[ChainTarget]) -> matcher_pb2.Matcher:
     if not by_ip:
         # Envoy rejects a tree without a map: with no destinations, no matcher at all (the default chain).
         return tree
-    tree.matcher_tree.input.CopyFrom(destination_ip_input())
+    tree.matcher_tree.input.CopyFrom(_dst_ip())
     for ip in sorted(by_ip):
         ports = matcher_pb2.Matcher()
         ports.matcher_tree.input.CopyFrom(_dst_port())
         for port in sorted(by_ip[ip]):
-            ports.matcher_tree.exact_match_map.map[str(port)].CopyFrom(action(by_ip[ip][port]))
+            ports.matcher_tree.exact_match_map.map[str(port)].CopyFrom(_action(by_ip[ip][port]))
         tree.matcher_tree.exact_match_map.map[ip].matcher.CopyFrom(ports)
     return tree
 
@@ -162,7 +162,7 @@ def build_services_listener(
     listener = listener_pb2.Listener(
         name=naming.OUTBOUND_SERVICES,
         internal_listener=listener_pb2.Listener.InternalListenerConfig(),
-        listener_filters=[original_dst_listener_filter()],
+        listener_filters=[_original_dst_filter()],
         filter_chains=chains,
         # Not a Service port: perhaps a meshed pod's own IP (`outbound_pods` tunnels those), else passthrough.
         default_filter_chain=build_handoff_chain(naming.OUTBOUND_PODS),
@@ -172,25 +172,26 @@ def build_services_listener(
     return listener
 
 
-def format_string(text: str) -> substitution_format_string_pb2.SubstitutionFormatString:
+def _format_string(text: str) -> substitution_format_string_pb2.SubstitutionFormatString:
     return substitution_format_string_pb2.SubstitutionFormatString(
         text_format_source=base_pb2.DataSource(inline_string=text)
     )
 
 
-def original_dst_listener_filter() -> listener_components_pb2.ListenerFilter:
+def _original_dst_filter() -> listener_components_pb2.ListenerFilter:
     """Restores, on an internal listener, the addresses a handoff passed along (filter state, metadata)."""
     return listener_components_pb2.ListenerFilter(
         name=naming.ORIGINAL_DST_FILTER, typed_config=pack(original_dst_pb2.OriginalDst())
     )
 
 
-def _address_state(key: str, text: str) -> value_pb2.FilterStateValue:
+def shared_state(
+    key: str, text: str, shared: int = value_pb2.FilterStateValue.ONCE
+) -> value_pb2.FilterStateValue:
+    """Read-only filter state `key` formatted from `text`, shared with the upstream as `shared` (a
+    FilterStateValue.SharedWithUpstream value: ONCE reaches the next hop only)."""
     return value_pb2.FilterStateValue(
-        object_key=key,
-        format_string=format_string(text),
-        read_only=True,
-        shared_with_upstream=value_pb2.FilterStateValue.ONCE,
+        object_key=key, format_string=_format_string(text), read_only=True, shared_with_upstream=shared
     )
 
 
@@ -200,8 +201,8 @@ def build_handoff_chain(target: str) -> listener_components_pb2.FilterChain:
     filter there restores."""
     state = net_sfs_pb2.Config(
         on_new_connection=[
-            _address_state(LOCAL_IP_STATE, "%DOWNSTREAM_LOCAL_ADDRESS%"),
-            _address_state(REMOTE_IP_STATE, "%DOWNSTREAM_REMOTE_ADDRESS%"),
+            shared_state(LOCAL_IP_STATE, "%DOWNSTREAM_LOCAL_ADDRESS%"),
+            shared_state(REMOTE_IP_STATE, "%DOWNSTREAM_REMOTE_ADDRESS%"),
         ]
     )
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=naming.stat_prefix(target), cluster=target)
@@ -254,7 +255,7 @@ def build_consumer_listener(
     listener = listener_pb2.Listener(
         name=naming.outbound_consumer(namespace),
         internal_listener=listener_pb2.Listener.InternalListenerConfig(),
-        listener_filters=[original_dst_listener_filter()],
+        listener_filters=[_original_dst_filter()],
         filter_chains=chains,
         default_filter_chain=build_handoff_chain(naming.OUTBOUND_SERVICES),
     )
@@ -276,7 +277,7 @@ def build_outbound_listener(
         address=address_pb2.Address(
             socket_address=address_pb2.SocketAddress(address=address, port_value=port)
         ),
-        listener_filters=[original_dst_listener_filter()],
+        listener_filters=[_original_dst_filter()],
         filter_chains=[build_handoff_chain(naming.outbound_consumer(c.namespace)) for c in used],
         default_filter_chain=build_handoff_chain(naming.OUTBOUND_SERVICES),
         # The node agent spreads redirected connections over `ports` consecutive ports (one ephemeral port
@@ -295,5 +296,5 @@ def build_outbound_listener(
         tree.input.CopyFrom(_src_ip())
         for selector in used:
             for ip in selector.source_ips:
-                tree.exact_match_map.map[ip].CopyFrom(action(naming.outbound_consumer(selector.namespace)))
+                tree.exact_match_map.map[ip].CopyFrom(_action(naming.outbound_consumer(selector.namespace)))
     return listener

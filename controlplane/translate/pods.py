@@ -39,17 +39,11 @@ from controlplane.translate.hbone import (
     REMOTE_IP_STATE,
     SERVER_NAME_STATE,
     SUBJECT_ALT_NAMES_STATE,
+    build_ip_listener,
     server_name,
     source_address_filter,
 )
-from controlplane.translate.listener import (
-    action,
-    build_passthrough_chain,
-    destination_ip_input,
-    filter_of,
-    format_string,
-    original_dst_listener_filter,
-)
+from controlplane.translate.listener import build_passthrough_chain, filter_of, shared_state
 
 # Read by ORIGINAL_DST clusters before anything else: the originate cluster connects to the node it names.
 TUNNEL_ADDRESS_STATE = "envoy.network.transport_socket.original_dst_address"
@@ -63,13 +57,6 @@ class PodTunnel:
     tunnel: Tunnel
 
 
-def _state(key: str, text: str, shared: int) -> value_pb2.FilterStateValue:
-    """`shared`: a FilterStateValue.SharedWithUpstream value."""
-    return value_pb2.FilterStateValue(
-        object_key=key, format_string=format_string(text), read_only=True, shared_with_upstream=shared
-    )
-
-
 def _identity_chain(name: str, identity: SpiffeId) -> listener_components_pb2.FilterChain:
     # TRANSITIVE: the tunnel itself (two hops on, from `hbone_originate`) presents this SNI and checks
     # this SAN.
@@ -77,11 +64,11 @@ def _identity_chain(name: str, identity: SpiffeId) -> listener_components_pb2.Fi
     once = value_pb2.FilterStateValue.ONCE
     state = net_sfs_pb2.Config(
         on_new_connection=[
-            _state(SERVER_NAME_STATE, server_name(identity), transitive),
-            _state(SUBJECT_ALT_NAMES_STATE, str(identity), transitive),
+            shared_state(SERVER_NAME_STATE, server_name(identity), transitive),
+            shared_state(SUBJECT_ALT_NAMES_STATE, str(identity), transitive),
             # The connection's addresses, for `outbound_pod_nodes` to restore.
-            _state(LOCAL_IP_STATE, "%DOWNSTREAM_LOCAL_ADDRESS%", once),
-            _state(REMOTE_IP_STATE, "%DOWNSTREAM_REMOTE_ADDRESS%", once),
+            shared_state(LOCAL_IP_STATE, "%DOWNSTREAM_LOCAL_ADDRESS%", once),
+            shared_state(REMOTE_IP_STATE, "%DOWNSTREAM_REMOTE_ADDRESS%", once),
         ]
     )
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=naming.stat_prefix(name), cluster=naming.OUTBOUND_POD_NODES)
@@ -99,8 +86,8 @@ def _node_chain(name: str, tunnel: Tunnel) -> listener_components_pb2.FilterChai
     state = net_sfs_pb2.Config(
         on_new_connection=[
             # The CONNECT authority: the pod's address and port, as the client dialled them.
-            _state(LOCAL_IP_STATE, "%DOWNSTREAM_LOCAL_ADDRESS%", once),
-            _state(TUNNEL_ADDRESS_STATE, f"{tunnel.node_ip}:{tunnel.hbone_port}", once),
+            shared_state(LOCAL_IP_STATE, "%DOWNSTREAM_LOCAL_ADDRESS%", once),
+            shared_state(TUNNEL_ADDRESS_STATE, f"{tunnel.node_ip}:{tunnel.hbone_port}", once),
         ]
     )
     proxy = tcp_proxy_pb2.TcpProxy(
@@ -115,24 +102,6 @@ def _node_chain(name: str, tunnel: Tunnel) -> listener_components_pb2.FilterChai
             filter_of(naming.TCP_PROXY_FILTER, proxy),
         ],
     )
-
-
-def _listener(
-    name: str, chains: dict[str, listener_components_pb2.FilterChain], by_ip: dict[str, str]
-) -> listener_pb2.Listener:
-    listener = listener_pb2.Listener(
-        name=name,
-        internal_listener=listener_pb2.Listener.InternalListenerConfig(),
-        listener_filters=[original_dst_listener_filter()],
-        filter_chains=[chains[chain] for chain in sorted(chains)],
-        default_filter_chain=build_passthrough_chain(),
-    )
-    if by_ip:
-        tree = listener.filter_chain_matcher.matcher_tree
-        tree.input.CopyFrom(destination_ip_input())
-        for ip in sorted(by_ip):
-            tree.exact_match_map.map[ip].CopyFrom(action(by_ip[ip]))
-    return listener
 
 
 def build_pods_listeners(pods: Sequence[PodTunnel]) -> tuple[listener_pb2.Listener, listener_pb2.Listener]:
@@ -152,6 +121,6 @@ def build_pods_listeners(pods: Sequence[PodTunnel]) -> tuple[listener_pb2.Listen
             nodes[node] = _node_chain(node, t)
         identity_of[pod.ip], node_of[pod.ip] = identity, node
     return (
-        _listener(naming.OUTBOUND_PODS, identities, identity_of),
-        _listener(naming.OUTBOUND_POD_NODES, nodes, node_of),
+        build_ip_listener(naming.OUTBOUND_PODS, identities.values(), identity_of, build_passthrough_chain()),
+        build_ip_listener(naming.OUTBOUND_POD_NODES, nodes.values(), node_of, build_passthrough_chain()),
     )
