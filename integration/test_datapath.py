@@ -409,28 +409,44 @@ def test_install_refuses_pins_attached_to_another_cgroup(env: Env) -> None:
         env.datapath.install(pods_cgroup=env.a.cgroup, envoy_cgroup=env.envoy_cgroup)
 
 
-def test_several_envoy_addresses_share_the_load_by_destination(env: Env) -> None:
-    addresses = (env.node.ip, env.node.ip + EXTRA_ENVOY_OFFSET)
-    destinations = [(env.b.ip, VIP_TCP_PORT), (VIP, VIP_TCP_PORT), (env.b.ip, 9001), (VIP, 9002), (VIP, 9003)]
-    env.topology.start_server(env.b, "tcp", 9001)
+Destination = tuple[IPv4Address, int]
+
+
+def _spread(
+    env: Env, target: EnvoyTarget, listeners: tuple[str, ...], destinations: list[Destination]
+) -> tuple[dict[Destination, set[int]], list[tuple[Destination, dict[str, object]]]]:
+    """Each destination called twice with `target` set: which of the Envoy `listeners` ("ip_port", as in
+    its stats) accepted each call (exactly one must), and the replies of the calls that got one (calls to
+    ports without a server are accepted by Envoy, then fail)."""
 
     def accepted() -> tuple[int, ...]:
         stats = env.envoy.stats()
-        return tuple(stats.get(f"listener.{address}_15001.downstream_cx_total", 0) for address in addresses)
+        return tuple(stats.get(f"listener.{name}.downstream_cx_total", 0) for name in listeners)
 
-    env.maps.set_target(EnvoyTarget(addresses=addresses))
+    chosen: dict[Destination, set[int]] = {}
+    replies: list[tuple[Destination, dict[str, object]]] = []
+    env.maps.set_target(target)
     try:
-        chosen: dict[tuple[IPv4Address, int], set[int]] = {}
         for destination in destinations * 2:
             before = accepted()
-            with contextlib.suppress(TopologyError):  # 9002/9003 have no server: Envoy accepts, then fails
-                env.topology.tcp_call(env.a, *destination)
+            with contextlib.suppress(TopologyError):
+                replies.append((destination, env.topology.tcp_call(env.a, *destination)))
             after = accepted()
-            changed = [index for index in range(len(addresses)) if after[index] != before[index]]
+            changed = [index for index in range(len(listeners)) if after[index] != before[index]]
             assert len(changed) == 1, (destination, before, after)
             chosen.setdefault(destination, set()).add(changed[0])
     finally:
         env.maps.set_target(env.target)
+    return chosen, replies
+
+
+def test_several_envoy_addresses_share_the_load_by_destination(env: Env) -> None:
+    addresses = (env.node.ip, env.node.ip + EXTRA_ENVOY_OFFSET)
+    destinations = [(env.b.ip, VIP_TCP_PORT), (VIP, VIP_TCP_PORT), (env.b.ip, 9001), (VIP, 9002), (VIP, 9003)]
+    env.topology.start_server(env.b, "tcp", 9001)
+    chosen, _ = _spread(
+        env, EnvoyTarget(addresses=addresses), tuple(f"{a}_15001" for a in addresses), destinations
+    )
     # One destination always goes to the same address; across destinations both addresses are used.
     assert all(len(indexes) == 1 for indexes in chosen.values()), chosen
     assert {index for indexes in chosen.values() for index in indexes} == {0, 1}, chosen
@@ -443,25 +459,10 @@ def test_several_outbound_ports_share_the_load_by_destination(env: Env) -> None:
     destinations = [(env.b.ip, VIP_TCP_PORT), (VIP, VIP_TCP_PORT), (env.b.ip, 9011)]
     destinations += [(VIP, port) for port in range(9012, 9020)]
     env.topology.start_server(env.b, "tcp", 9011)  # its own port: the module's servers outlive each test
-
-    def accepted() -> tuple[int, ...]:
-        stats = env.envoy.stats()
-        return tuple(stats.get(f"listener.{env.node.ip}_{port}.downstream_cx_total", 0) for port in ports)
-
-    env.maps.set_target(EnvoyTarget(addresses=(env.node.ip,), outbound_ports=len(ports)))
-    try:
-        chosen: dict[tuple[IPv4Address, int], set[int]] = {}
-        for destination in destinations * 2:
-            before = accepted()
-            with contextlib.suppress(TopologyError):  # 9012.. have no server: Envoy accepts, then fails
-                result = env.topology.tcp_call(env.a, *destination)
-                # The client still sees the peer it dialled (getpeername4), whichever port carried it.
-                assert result["peername"] == f"{destination[0]}:{destination[1]}", result
-            after = accepted()
-            changed = [index for index in range(len(ports)) if after[index] != before[index]]
-            assert len(changed) == 1, (destination, before, after)
-            chosen.setdefault(destination, set()).add(changed[0])
-    finally:
-        env.maps.set_target(env.target)
+    target = EnvoyTarget(addresses=(env.node.ip,), outbound_ports=len(ports))
+    chosen, replies = _spread(env, target, tuple(f"{env.node.ip}_{port}" for port in ports), destinations)
+    # The client still sees the peer it dialled (getpeername4), whichever port carried it.
+    for destination, result in replies:
+        assert result["peername"] == f"{destination[0]}:{destination[1]}", result
     assert all(len(indexes) == 1 for indexes in chosen.values()), chosen
     assert len({index for indexes in chosen.values() for index in indexes}) > 1, chosen
