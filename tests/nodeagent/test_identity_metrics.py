@@ -15,7 +15,8 @@ from nodeagent.identity.manager import IssuanceResult, RequestFailure
 from nodeagent.metrics import IdentityCollector
 from tests.ca.builders import START
 from tests.nodeagent.fakes import until
-from tests.nodeagent.test_manager import DB, WEB, Rig, half_life, running
+from tests.nodeagent.test_manager import DB, WEB, Rig, half_life
+from tests.running import running
 
 
 class Scrape:

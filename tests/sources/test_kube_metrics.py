@@ -18,7 +18,8 @@ from controlplane.sources.kube.client import ClientSettings, KubeApi, connect
 from controlplane.sources.kube.informer import Informer, InformerStats, WatchEnd
 from controlplane.sources.kube.metrics import WatchMetrics
 from controlplane.sources.kube.resources import ResourceType
-from tests.sources.test_kube_informer import FAST, WAIT, GateSleeper, Recorder, running
+from tests.running import running
+from tests.sources.test_kube_informer import FAST, WAIT, GateSleeper, Recorder
 
 
 @dataclass
